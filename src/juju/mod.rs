@@ -1,0 +1,15 @@
+//! The Juju boundary: hook tools, the environment, and the action and hook API.
+//!
+//! Only this module (and the binaries) know about hook tools, `JUJU_*` variables, action
+//! parameters and result keys. The archive engine, stores and sources know nothing of Juju.
+
+mod action;
+mod context;
+mod tools;
+
+pub use action::{Action, BoxError, Charm, Context, HookFn, Outcome, RelationData, execute};
+pub use context::{Event, JujuContext};
+pub use tools::{
+    HookTools, LogLevel, MAX_ARG_BYTES, ProcessRunner, RESERVED_RESULT_KEYS, Status, ToolOutput,
+    ToolRunner, check_result_key, flatten_results, is_valid_name,
+};
