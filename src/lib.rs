@@ -1,6 +1,10 @@
 //! placeholder
+pub mod archive;
+pub mod commands;
 pub mod error;
 pub mod juju;
+pub mod progress;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,143 @@
+//! Extraction into fresh staging directories, re-checking every entry and the digest as it
+//! goes, so an archive swapped or damaged after verification is still caught before any data
+//! is put in place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::archive::reader::{
+    ArchiveInfo, Checked, Limits, Rules, check_sha256, finish_digest, open_stream, read_manifest,
+    stream_err,
+};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::progress::Progress;
+
+/// What extraction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Entries written.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes_written: u64,
+}
+
+/// Whether this process runs as root (and so may restore owners and special mode bits).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Extracts the archive in `file` (already verified as `info`) so that each manifest root
+/// `roots[i]` lands at `staging[i]`, which must not exist yet. Owners are restored when running
+/// as root; modes and mtimes always.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] when the archive no longer matches `info` or breaks a rule; any
+/// write failure (e.g. a full filesystem). Staging directories may be left partly written: the
+/// caller removes them.
+pub fn extract(file: &File, info: &ArchiveInfo, staging: &[PathBuf], limits: Limits, progress: &dyn Progress) -> Result<ExtractStats> {
+    let mut rules = Rules::with_manifest(limits, &info.manifest)?;
+    let roots = rules.roots();
+    if roots.len() != staging.len() {
+        return Err(Error::invalid("internal error: one staging path per root is needed"));
+    }
+    let root_names: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| r.strip_prefix("/").unwrap_or(r).to_path_buf())
+        .collect();
+    let (mut decoded, hashing, _) = open_stream(file)?;
+    let mut stats = ExtractStats::default();
+    let root = is_root();
+    // Directories get their final mode and mtime after their contents are written.
+    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    {
+        let mut archive = tar::Archive::new(&mut decoded);
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
+            let (i, name) = match rules.check(&entry)? {
+                Checked::Manifest => {
+                    if read_manifest(&mut entry)? != info.manifest {
+                        return Err(Error::new(ErrorKind::Integrity, "the archive changed after it was verified: try again"));
+                    }
+                    continue;
+                }
+                Checked::Entry { root, name } => (root, name),
+            };
+            let rest = name.strip_prefix(&root_names[i]).unwrap_or(Path::new(""));
+            let dest = if rest.as_os_str().is_empty() {
+                staging[i].clone()
+            } else {
+                staging[i].join(rest)
+            };
+            let h = entry.header().clone();
+            let mode = h.mode().map_err(stream_err)? & if root { 0o7777 } else { 0o777 };
+            let mtime = h.mtime().unwrap_or(0);
+            let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
+            use tar::EntryType as T;
+            match h.entry_type() {
+                T::Directory => {
+                    fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&dest)
+                        .at("cannot create a directory while restoring", &dest)?;
+                    dirs.push((dest.clone(), mode, mtime));
+                }
+                T::Regular | T::Continuous => {
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&dest)
+                        .at("cannot create a file while restoring", &dest)?;
+                    let n = io::copy(&mut entry, &mut f).map_err(|e| {
+                        if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
+                            stream_err(e)
+                        } else {
+                            Error::io("cannot write a file while restoring (is the filesystem full?)", &dest, e)
+                        }
+                    })?;
+                    stats.bytes_written += n;
+                    f.set_permissions(fs::Permissions::from_mode(mode)).at("cannot set the mode", &dest)?;
+                    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime)).at("cannot set the mtime", &dest)?;
+                }
+                T::Symlink => {
+                    let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
+                    std::os::unix::fs::symlink(&target, &dest).at("cannot create a symlink while restoring", &dest)?;
+                }
+                T::Link => {
+                    let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
+                    let ti = root_names.iter().position(|r| target.starts_with(r)).unwrap_or(i);
+                    let trest = target.strip_prefix(&root_names[ti]).unwrap_or(Path::new(""));
+                    let tpath = if trest.as_os_str().is_empty() {
+                        staging[ti].clone()
+                    } else {
+                        staging[ti].join(trest)
+                    };
+                    fs::hard_link(&tpath, &dest).at("cannot create a hard link while restoring", &dest)?;
+                }
+                _ => unreachable_kind()?,
+            }
+            if root && h.entry_type() != T::Link {
+                std::os::unix::fs::lchown(&dest, Some(uid), Some(gid)).at("cannot set the owner", &dest)?;
+            }
+            stats.entries += 1;
+            progress.bytes_done(stats.bytes_written, Some(info.content_bytes));
+        }
+    }
+    let (sha256, _) = finish_digest(decoded, hashing)?;
+    check_sha256(&sha256, Some(&info.sha256))
+        .map_err(|_| Error::new(ErrorKind::Integrity, "the archive changed after it was verified: nothing was put in place"))?;
+    for (dir, mode, mtime) in dirs.into_iter().rev() {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).at("cannot set the mode", &dir)?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+        }
+    }
+    Ok(stats)
+}
+
+fn unreachable_kind() -> Result<()> {
+    Err(Error::new(ErrorKind::Integrity, "an entry of a refused kind slipped through: refusing the archive"))
+}

@@ -1,0 +1,41 @@
+//! The archive engine: writes verified `.tar.gz`/`.tar.zst` archives in one streaming pass and
+//! reads them back with every entry checked before anything is written. Knows nothing of Juju.
+//!
+//! ```
+//! use charm_backup::archive::{ArchiveOptions, ArchiveWriter, Excludes, Manifest, SourceInfo, VerifyOptions, verify};
+//! use charm_backup::progress::NoProgress;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let data = dir.path().join("data");
+//! std::fs::create_dir(&data)?;
+//! std::fs::write(data.join("a.txt"), "hello")?;
+//!
+//! let manifest = Manifest {
+//!     format_version: charm_backup::archive::FORMAT_VERSION,
+//!     sources: vec![SourceInfo { kind: "paths".into(), paths: vec![data.display().to_string()], ..Default::default() }],
+//!     ..Default::default()
+//! };
+//! let out = std::fs::File::create(dir.path().join("a.tar.gz"))?;
+//! let mut w = ArchiveWriter::create(out, &manifest, &ArchiveOptions::default())?;
+//! w.append_tree(&data, &Excludes::default(), &NoProgress)?;
+//! let (_, stats) = w.finish()?;
+//!
+//! let info = verify(&dir.path().join("a.tar.gz"), &VerifyOptions::default(), &NoProgress)?;
+//! assert_eq!(info.sha256, stats.sha256);
+//! assert_eq!(info.manifest, manifest);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod extract;
+mod hash;
+mod manifest;
+mod output;
+mod reader;
+mod writer;
+
+pub use extract::{ExtractStats, extract, is_root};
+pub use hash::{HashingReader, HashingWriter, hex, sha256_file};
+pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
+pub use output::{AtomicFile, create_private_dir};
+pub use reader::{ArchiveInfo, Limits, VerifyOptions, check_sha256, verify, verify_file};
+pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes};

@@ -1,0 +1,123 @@
+//! Output files that never carry their final name until they are whole: written to a `0600`
+//! temporary file beside the final one, fsynced, handed to the target directory's owner, then
+//! renamed (refusing to replace an existing file).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+
+/// A file being written under a temporary name in its final directory.
+#[derive(Debug)]
+pub struct AtomicFile {
+    temp: tempfile::NamedTempFile,
+    final_path: PathBuf,
+}
+
+/// Creates `dir` (and parents) if missing, with mode `0700` for the directories it creates.
+///
+/// # Errors
+/// When a directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at("cannot create the directory", dir)
+}
+
+impl AtomicFile {
+    /// Starts a file that will be named `final_path`; its directory is created (`0700`) if
+    /// missing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when `final_path` exists; otherwise when the directory or
+    /// temporary file cannot be created.
+    pub fn create(final_path: &Path) -> Result<Self> {
+        let dir = final_path
+            .parent()
+            .ok_or_else(|| Error::invalid(format!("{} has no directory", final_path.display())))?;
+        create_private_dir(dir)?;
+        if final_path.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, "the file exists already").with_path(final_path));
+        }
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .at("cannot create a file in the target directory", dir)?;
+        Ok(AtomicFile {
+            temp,
+            final_path: final_path.to_path_buf(),
+        })
+    }
+
+    /// The file to write to.
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// A buffered writer over the file.
+    ///
+    /// # Errors
+    /// When the file handle cannot be duplicated.
+    pub fn writer(&self) -> Result<BufWriter<File>> {
+        let f = self
+            .temp
+            .as_file()
+            .try_clone()
+            .at("cannot write", self.temp.path())?;
+        Ok(BufWriter::with_capacity(1 << 20, f))
+    }
+
+    /// Where the file will end up.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Flushes to disk, gives the file to the owner of its directory, and renames it to its
+    /// final name. Dropping an `AtomicFile` without committing removes the temporary file.
+    ///
+    /// # Errors
+    /// When syncing, ownership or the rename fails (the temporary file is then removed).
+    pub fn commit(self) -> Result<PathBuf> {
+        let path = self.temp.path().to_path_buf();
+        self.temp.as_file().sync_all().map_err(|e| {
+            Error::io("cannot flush the archive to disk (is the filesystem full?)", &path, e)
+        })?;
+        let dir = self.final_path.parent().unwrap_or(Path::new("/"));
+        let dmeta = std::fs::metadata(dir).at("cannot read the target directory", dir)?;
+        let fmeta = self.temp.as_file().metadata().at("cannot read", &path)?;
+        if (fmeta.uid(), fmeta.gid()) != (dmeta.uid(), dmeta.gid()) {
+            // Only root can give files away; anyone else keeps ownership, which is fine.
+            if let Err(e) = std::os::unix::fs::chown(&path, Some(dmeta.uid()), Some(dmeta.gid())) {
+                if e.kind() != std::io::ErrorKind::PermissionDenied {
+                    return Err(Error::io("cannot give the archive to the directory's owner", &path, e));
+                }
+            }
+        }
+        self.temp
+            .persist_noclobber(&self.final_path)
+            .map_err(|e| Error::io("cannot rename the archive into place", &self.final_path, e.error))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(self.final_path)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.flush()
+    }
+}

@@ -1,0 +1,420 @@
+//! Reads archives back: detects the compression, checks every entry against the safety rules,
+//! and verifies the whole stream and its SHA-256 before anything is written anywhere.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::path::{Component, Path, PathBuf};
+
+use crate::archive::hash::HashingReader;
+use crate::archive::manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest};
+use crate::archive::writer::Compression;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::progress::Progress;
+
+/// Limits an archive must stay within to be read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most entries.
+    pub max_entries: u64,
+    /// Largest single entry, in bytes.
+    pub max_entry_bytes: u64,
+    /// Most content in all entries together, in bytes.
+    pub max_total_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 10_000_000,
+            max_entry_bytes: 1 << 40,
+            max_total_bytes: 4 << 40,
+        }
+    }
+}
+
+/// Options for verifying an archive.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// The SHA-256 the archive must have (lowercase hex), if known.
+    pub expected_sha256: Option<String>,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+/// What verifying an archive found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    /// The manifest (first entry).
+    pub manifest: Manifest,
+    /// SHA-256 of the archive file, lowercase hex.
+    pub sha256: String,
+    /// Size of the archive file.
+    pub bytes: u64,
+    /// Entries, manifest included.
+    pub entries: u64,
+    /// Bytes of content in all entries.
+    pub content_bytes: u64,
+    /// The compression found.
+    pub compression: Option<Compression>,
+}
+
+fn integrity(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Integrity, msg)
+}
+
+/// The archive's entries checked one by one against the safety rules.
+#[derive(Debug, Default)]
+pub(crate) struct EntryRules {
+    roots: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    symlinks: HashSet<PathBuf>,
+    entries: u64,
+    total: u64,
+    limits: Limits,
+}
+
+/// What an entry is, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// The manifest entry.
+    Manifest,
+    /// A normal entry under `root` (index into the roots), named `name` (relative, clean).
+    Entry { root: usize, name: PathBuf },
+}
+
+/// Lexically normalises a relative path; `None` if it climbs above its start.
+fn normalize(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+impl EntryRules {
+    pub(crate) fn new(limits: Limits) -> Self {
+        EntryRules {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    fn set_roots(&mut self, manifest: &Manifest) -> Result<()> {
+        for r in manifest.roots() {
+            let p = Path::new(&r);
+            let rel = p.strip_prefix("/").ok().and_then(normalize);
+            match rel {
+                Some(rel) if p.is_absolute() && !rel.as_os_str().is_empty() => self.roots.push(rel),
+                _ => {
+                    return Err(integrity(format!(
+                        "the archive's manifest names the path {r:?}, which is not a clean absolute path: refusing it"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The roots as absolute paths.
+    pub(crate) fn roots(&self) -> Vec<PathBuf> {
+        self.roots.iter().map(|r| Path::new("/").join(r)).collect()
+    }
+
+    fn root_of(&self, name: &Path) -> Option<usize> {
+        self.roots.iter().position(|r| name.starts_with(r))
+    }
+
+    /// Checks one entry; `first` is whether it is the archive's first.
+    pub(crate) fn check<R: Read>(&mut self, entry: &tar::Entry<'_, R>) -> Result<Checked> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(integrity(format!(
+                "the archive has more than {} entries: refusing it",
+                self.limits.max_entries
+            )));
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| integrity("an entry's name is not valid").with_source(e))?
+            .into_owned();
+        let shown = raw.display().to_string();
+        if self.entries == 1 {
+            if raw != Path::new(MANIFEST_NAME) {
+                return Err(integrity(
+                    "this is not a charm-backup archive (its first entry is not the manifest): \
+                     restore only archives made by the snapshot or create-backup actions",
+                ));
+            }
+            return Ok(Checked::Manifest);
+        }
+        if raw.is_absolute() {
+            return Err(integrity(format!("entry {shown:?} has an absolute path: refusing the archive")));
+        }
+        if raw.components().any(|c| c == Component::ParentDir) {
+            return Err(integrity(format!("entry {shown:?} contains \"..\": refusing the archive")));
+        }
+        let name = normalize(&raw).unwrap_or_default();
+        if name.as_os_str().is_empty() {
+            return Err(integrity(format!("entry {shown:?} has an empty name: refusing the archive")));
+        }
+        let Some(root) = self.root_of(&name) else {
+            return Err(integrity(format!(
+                "entry {shown:?} lies outside the paths the manifest lists: refusing the archive"
+            )));
+        };
+        if let Some(link) = name.ancestors().skip(1).find(|a| self.symlinks.contains(*a)) {
+            return Err(integrity(format!(
+                "entry {shown:?} lies beneath the symlink {:?}, so writing it would follow the link: refusing the archive",
+                link.display().to_string()
+            )));
+        }
+        if !self.seen.insert(name.clone()) {
+            return Err(integrity(format!("entry {shown:?} appears twice: refusing the archive")));
+        }
+        let size = entry.size();
+        if size > self.limits.max_entry_bytes {
+            return Err(integrity(format!(
+                "entry {shown:?} is {size} bytes, over the {}-byte limit: refusing the archive",
+                self.limits.max_entry_bytes
+            )));
+        }
+        self.total = self.total.saturating_add(size);
+        if self.total > self.limits.max_total_bytes {
+            return Err(integrity("the archive's entries add up to more than the size limit: refusing it"));
+        }
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous => {
+                self.files.insert(name.clone());
+            }
+            T::Directory => {}
+            T::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| integrity("a symlink target is not valid").with_source(e))?
+                    .ok_or_else(|| integrity(format!("symlink {shown:?} has no target")))?;
+                let resolved = if target.is_absolute() {
+                    target.strip_prefix("/").ok().and_then(normalize)
+                } else {
+                    normalize(&name.parent().unwrap_or(Path::new("")).join(&target))
+                };
+                if !resolved.is_some_and(|r| self.root_of(&r).is_some()) {
+                    return Err(integrity(format!(
+                        "symlink {shown:?} points outside the restored paths (to {:?}): refusing the archive",
+                        target.display().to_string()
+                    )));
+                }
+                self.symlinks.insert(name.clone());
+            }
+            T::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| integrity("a hard link target is not valid").with_source(e))?
+                    .ok_or_else(|| integrity(format!("hard link {shown:?} has no target")))?;
+                let ok = !target.is_absolute()
+                    && normalize(&target).is_some_and(|t| self.files.contains(&t));
+                if !ok {
+                    return Err(integrity(format!(
+                        "hard link {shown:?} does not point to a file earlier in the archive (it points to {:?}): refusing the archive",
+                        target.display().to_string()
+                    )));
+                }
+            }
+            T::Char | T::Block => {
+                return Err(integrity(format!("entry {shown:?} is a device file: refusing the archive")));
+            }
+            other => {
+                return Err(integrity(format!(
+                    "entry {shown:?} is of a kind restore does not handle ({other:?}): refusing the archive"
+                )));
+            }
+        }
+        Ok(Checked::Entry { root, name })
+    }
+
+    pub(crate) fn content_bytes(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Compression detected from the first bytes.
+fn detect(r: &mut impl BufRead) -> Result<Compression> {
+    let head = r.fill_buf().map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Compression::Gzip)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Compression::Zstd)
+    } else if head.is_empty() {
+        Err(integrity("the archive is empty"))
+    } else {
+        Err(integrity("the file is not a gzip or zstd archive"))
+    }
+}
+
+/// A decompressing reader over a hashing reader over a file.
+pub(crate) struct Decoded {
+    inner: Box<dyn Read>,
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// Opens `file` from its start for reading entries; returns the decoder and a handle to read
+/// the digest afterwards.
+pub(crate) fn open_stream(
+    file: &File,
+) -> Result<(Decoded, std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>, Compression)> {
+    let mut f = file.try_clone().map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    f.rewind().map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    let hashing = std::rc::Rc::new(std::cell::RefCell::new(HashingReader::new(
+        BufReader::with_capacity(1 << 20, f),
+    )));
+    let shared = SharedReader(hashing.clone());
+    let mut buffered = BufReader::with_capacity(1 << 16, shared);
+    let compression = detect(&mut buffered)?;
+    let inner: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| integrity("cannot start zstd").with_source(e))?,
+        ),
+    };
+    Ok((Decoded { inner }, hashing, compression))
+}
+
+struct SharedReader(std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>);
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+/// Turns a read error inside the stream into an integrity error that says what to do.
+pub(crate) fn stream_err(e: io::Error) -> Error {
+    let what = match e.kind() {
+        io::ErrorKind::UnexpectedEof => "the archive is truncated",
+        _ => "the archive is damaged",
+    };
+    integrity(format!("{what}: get a complete copy (compare its sha256) and try again")).with_source(e)
+}
+
+/// Finishes the digest: drains the decoder (so gzip's CRC is checked) and the file.
+pub(crate) fn finish_digest(
+    mut decoded: Decoded,
+    hashing: std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>,
+) -> Result<(String, u64)> {
+    io::copy(&mut decoded, &mut io::sink()).map_err(stream_err)?;
+    drop(decoded);
+    let h = std::rc::Rc::try_unwrap(hashing)
+        .map_err(|_| Error::new(ErrorKind::Other, "internal error: archive reader still in use"))?
+        .into_inner();
+    h.finish().map_err(stream_err)
+}
+
+/// Checks a digest against the expected one.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] on a mismatch.
+pub fn check_sha256(actual: &str, expected: Option<&str>) -> Result<()> {
+    match expected {
+        Some(e) if !e.eq_ignore_ascii_case(actual) => Err(integrity(format!(
+            "checksum mismatch: the archive's sha256 is {actual} but {e} was expected; the file is damaged or not the one you meant"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the manifest entry's content.
+pub(crate) fn read_manifest<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Manifest> {
+    if entry.size() > 1 << 20 {
+        return Err(integrity("the archive's manifest is implausibly large: refusing it"));
+    }
+    let mut buf = Vec::new();
+    entry.read_to_end(&mut buf).map_err(stream_err)?;
+    let m: Manifest = serde_json::from_slice(&buf)
+        .map_err(|e| integrity("the archive's manifest is not valid").with_source(e))?;
+    if m.format_version > FORMAT_VERSION {
+        return Err(integrity(format!(
+            "the archive has format version {}, newer than this charm reads ({FORMAT_VERSION}): upgrade the charm",
+            m.format_version
+        )));
+    }
+    Ok(m)
+}
+
+/// Verifies an archive without writing anything: the compression stream, every entry against
+/// the safety rules, the manifest, and the SHA-256 of the whole file.
+///
+/// # Errors
+/// [`ErrorKind::NotFound`] when the file does not exist; [`ErrorKind::Integrity`] for a wrong
+/// checksum, a damaged, truncated or foreign archive, or an entry that breaks the rules.
+pub fn verify(path: &Path, options: &VerifyOptions, progress: &dyn Progress) -> Result<ArchiveInfo> {
+    let file = File::open(path).at("cannot open the archive", path)?;
+    verify_file(&file, options, progress).map_err(|e| e.with_path(path))
+}
+
+/// As [`verify`], on an open file (read from its start).
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_file(file: &File, options: &VerifyOptions, progress: &dyn Progress) -> Result<ArchiveInfo> {
+    let (mut decoded, hashing, compression) = open_stream(file)?;
+    let mut rules = EntryRules::new(options.limits);
+    let mut manifest = None;
+    {
+        let mut archive = tar::Archive::new(&mut decoded);
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
+            match rules.check(&entry)? {
+                Checked::Manifest => {
+                    let m = read_manifest(&mut entry)?;
+                    rules.set_roots(&m)?;
+                    manifest = Some(m);
+                }
+                Checked::Entry { .. } => {
+                    io::copy(&mut entry, &mut io::sink()).map_err(stream_err)?;
+                }
+            }
+            progress.bytes_done(rules.content_bytes(), None);
+        }
+    }
+    let manifest = manifest.ok_or_else(|| integrity("the archive holds no entries"))?;
+    let entries = rules.entries;
+    let content_bytes = rules.content_bytes();
+    let (sha256, bytes) = finish_digest(decoded, hashing)?;
+    check_sha256(&sha256, options.expected_sha256.as_deref())?;
+    Ok(ArchiveInfo {
+        manifest,
+        sha256,
+        bytes,
+        entries,
+        content_bytes,
+        compression: Some(compression),
+    })
+}
+
+pub(crate) use EntryRules as Rules;
+
+impl Rules {
+    pub(crate) fn with_manifest(limits: Limits, manifest: &Manifest) -> Result<Self> {
+        let mut r = EntryRules::new(limits);
+        r.set_roots(manifest)?;
+        Ok(r)
+    }
+}

@@ -1,0 +1,466 @@
+//! Writes a `.tar.gz` (or `.tar.zst`) in one streaming pass: walk, tar, compress and hash as
+//! the bytes go, never re-reading the output.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::archive::hash::HashingWriter;
+use crate::archive::manifest::{MANIFEST_NAME, Manifest};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::progress::Progress;
+
+/// How an archive is compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip, level 6: what `tar xzf` reads everywhere.
+    #[default]
+    Gzip,
+    /// zstd, level 3: faster and smaller; `tar --zstd -xf` reads it.
+    Zstd,
+}
+
+impl Compression {
+    /// The file extension, without a leading dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Gzip => "tar.gz",
+            Compression::Zstd => "tar.zst",
+        }
+    }
+
+    /// The name used in config and metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            other => Err(Error::invalid(format!(
+                "unknown compression {other:?}: use gzip or zstd"
+            ))),
+        }
+    }
+}
+
+/// Options for writing an archive.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ArchiveOptions {
+    /// The compression.
+    pub compression: Compression,
+}
+
+impl ArchiveOptions {
+    /// Options with this compression.
+    pub fn with_compression(compression: Compression) -> Self {
+        ArchiveOptions { compression }
+    }
+}
+
+/// What writing an archive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveStats {
+    /// Entries written (manifest included).
+    pub entries: u64,
+    /// Regular files among them.
+    pub files: u64,
+    /// Bytes of file content read.
+    pub input_bytes: u64,
+    /// Bytes of compressed output.
+    pub bytes_written: u64,
+    /// SHA-256 of the compressed output, lowercase hex (what `sha256sum` prints).
+    pub sha256: String,
+    /// Non-fatal problems, e.g. `file changed as we read it: /etc/x`.
+    pub warnings: Vec<String>,
+}
+
+enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(inner: W, c: Compression) -> io::Result<Self> {
+        Ok(match c {
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(6),
+            )),
+            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(inner, 3)?),
+        })
+    }
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Glob patterns left out of an archive: a pattern with a `/` matches the whole absolute path,
+/// one without matches each file or directory name.
+#[derive(Debug, Clone, Default)]
+pub struct Excludes {
+    patterns: Vec<(String, glob::Pattern)>,
+}
+
+impl Excludes {
+    /// Compiles the patterns.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] naming a pattern that is not a valid glob.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
+        let mut out = Vec::new();
+        for p in patterns {
+            let p = p.as_ref();
+            let compiled = glob::Pattern::new(p.trim_end_matches('/')).map_err(|e| {
+                Error::invalid(format!("exclude pattern {p:?} is not a valid glob: {e}"))
+            })?;
+            out.push((p.to_string(), compiled));
+        }
+        Ok(Excludes { patterns: out })
+    }
+
+    /// The patterns as given.
+    pub fn patterns(&self) -> Vec<String> {
+        self.patterns.iter().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Whether `path` is excluded.
+    pub fn matches(&self, path: &Path) -> bool {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        self.patterns.iter().any(|(raw, p)| {
+            if raw.contains('/') {
+                p.matches_path(path)
+            } else {
+                p.matches(&name)
+            }
+        })
+    }
+}
+
+/// A reader that yields exactly `size` bytes: a file that shrank while being read is padded
+/// with zeros (as GNU tar does), and extra bytes of one that grew are left out, so the tar
+/// stream stays valid; either is reported.
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+    short: bool,
+    read_failed: bool,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = if self.short {
+            0
+        } else {
+            match self.inner.read(&mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.read_failed = true;
+                    return Err(e);
+                }
+            }
+        };
+        let n = if n == 0 {
+            self.short = true;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A tar stream being written, compressed and hashed.
+pub struct ArchiveWriter<W: Write> {
+    tar: tar::Builder<Encoder<HashingWriter<W>>>,
+    stats: ArchiveStats,
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter").field("stats", &self.stats).finish()
+    }
+}
+
+/// `ENOSPC`: no space left on device.
+const ENOSPC: i32 = 28;
+
+fn write_err(e: io::Error) -> Error {
+    let msg = if e.raw_os_error() == Some(ENOSPC) {
+        "the target filesystem is full: free space there or choose another target"
+    } else {
+        "cannot write the archive"
+    };
+    Error::new(ErrorKind::Other, msg).with_source(e)
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// Starts an archive on `out` and writes `manifest` as its first entry.
+    ///
+    /// # Errors
+    /// When the output cannot be written.
+    pub fn create(out: W, manifest: &Manifest, options: &ArchiveOptions) -> Result<Self> {
+        let enc = Encoder::new(HashingWriter::new(out), options.compression).map_err(write_err)?;
+        let mut tar = tar::Builder::new(enc);
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        let mut w = ArchiveWriter {
+            tar,
+            stats: ArchiveStats::default(),
+            links: HashMap::new(),
+        };
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| Error::new(ErrorKind::Other, "cannot encode the manifest").with_source(e))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o600);
+        h.set_size(json.len() as u64);
+        h.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        w.tar
+            .append_data(&mut h, MANIFEST_NAME, json.as_slice())
+            .map_err(write_err)?;
+        w.stats.entries += 1;
+        Ok(w)
+    }
+
+    /// Appends a file, directory or symlink tree rooted at the absolute path `root`, leaving
+    /// out what `exclude` matches. Entries are named by their absolute path without the
+    /// leading `/`, as GNU tar names them. Modes, owners, mtimes, symlinks, hard links and
+    /// empty directories are kept; sockets, FIFOs and devices are skipped with a warning.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a relative root, [`ErrorKind::NotFound`] when the root
+    /// does not exist, and any read or write failure (a file that vanishes during the walk is
+    /// only a warning).
+    pub fn append_tree(&mut self, root: &Path, exclude: &Excludes, progress: &dyn Progress) -> Result<()> {
+        if !root.is_absolute() {
+            return Err(Error::invalid(format!(
+                "path {} is not absolute: give absolute paths in the paths option",
+                root.display()
+            )));
+        }
+        let meta = std::fs::symlink_metadata(root).at("cannot read the path to archive", root)?;
+        let mut stack = vec![(root.to_path_buf(), meta)];
+        while let Some((path, meta)) = stack.pop() {
+            if path != root && exclude.matches(&path) {
+                continue;
+            }
+            let name = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                self.append_header_only(&name, &meta, tar::EntryType::Directory)?;
+                let mut children = Vec::new();
+                let rd = match std::fs::read_dir(&path) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.warn(progress, format!("directory removed before we read it: {}", path.display()));
+                        continue;
+                    }
+                    Err(e) => return Err(Error::io("cannot list the directory", &path, e)),
+                };
+                for entry in rd {
+                    let entry = entry.at("cannot list the directory", &path)?;
+                    let p = entry.path();
+                    match std::fs::symlink_metadata(&p) {
+                        Ok(m) => children.push((p, m)),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            self.warn(progress, format!("file removed before we read it: {}", p.display()));
+                        }
+                        Err(e) => return Err(Error::io("cannot read", &p, e)),
+                    }
+                }
+                // Reverse-sorted onto the stack so entries come out in name order.
+                children.sort_by(|a, b| b.0.cmp(&a.0));
+                stack.extend(children);
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&path).at("cannot read the symlink", &path)?;
+                let mut h = self.header(&meta, tar::EntryType::Symlink);
+                self.tar
+                    .append_link(&mut h, &name, &target)
+                    .map_err(write_err)?;
+                self.stats.entries += 1;
+            } else if ft.is_file() {
+                self.append_file(&path, &name, &meta, progress)?;
+            } else {
+                self.warn(progress, format!("skipped special file (socket, FIFO or device): {}", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one stream of known size as a regular file named `name` (e.g. a database dump
+    /// whose size was measured first).
+    ///
+    /// # Errors
+    /// When reading `data` or writing the archive fails, or `data` ends early.
+    pub fn append_stream(&mut self, name: &str, size: u64, mode: u32, data: &mut dyn Read) -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        let mut r = ExactReader {
+            inner: data,
+            left: size,
+            short: false,
+            read_failed: false,
+        };
+        if let Err(e) = self.tar.append_data(&mut h, name, &mut r) {
+            return Err(if r.read_failed {
+                Error::new(ErrorKind::SourceFailed, format!("cannot read the data for {name}"))
+                    .with_source(e)
+            } else {
+                write_err(e)
+            });
+        }
+        if r.short {
+            return Err(Error::new(
+                ErrorKind::SourceFailed,
+                format!("the data for {name} ended before its announced {size} bytes"),
+            ));
+        }
+        self.stats.entries += 1;
+        self.stats.files += 1;
+        self.stats.input_bytes += size;
+        Ok(())
+    }
+
+    fn warn(&mut self, progress: &dyn Progress, message: String) {
+        progress.warn(&message);
+        self.stats.warnings.push(message);
+    }
+
+    fn header(&self, meta: &Metadata, kind: tar::EntryType) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        h.set_entry_type(kind);
+        if kind != tar::EntryType::Regular {
+            h.set_size(0);
+        }
+        h
+    }
+
+    fn append_header_only(&mut self, name: &Path, meta: &Metadata, kind: tar::EntryType) -> Result<()> {
+        let mut h = self.header(meta, kind);
+        self.tar
+            .append_data(&mut h, name, io::empty())
+            .map_err(write_err)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn append_file(&mut self, path: &Path, name: &Path, meta: &Metadata, progress: &dyn Progress) -> Result<()> {
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                let first = first.clone();
+                let mut h = self.header(meta, tar::EntryType::Link);
+                self.tar.append_link(&mut h, name, &first).map_err(write_err)?;
+                self.stats.entries += 1;
+                return Ok(());
+            }
+            self.links.insert(key, name.to_path_buf());
+        }
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.warn(progress, format!("file removed before we read it: {}", path.display()));
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io("cannot open the file to archive", path, e)),
+        };
+        let size = meta.len();
+        let mut h = self.header(meta, tar::EntryType::Regular);
+        let mut r = ExactReader {
+            inner: BufReader::with_capacity(256 * 1024, file),
+            left: size,
+            short: false,
+            read_failed: false,
+        };
+        if let Err(e) = self.tar.append_data(&mut h, name, &mut r) {
+            return Err(if r.read_failed {
+                Error::io("cannot read the file to archive", path, e)
+            } else {
+                write_err(e)
+            });
+        }
+        let changed = match std::fs::symlink_metadata(path) {
+            Ok(after) => after.len() != size || after.mtime() != meta.mtime() || after.mtime_nsec() != meta.mtime_nsec(),
+            Err(_) => true,
+        };
+        if r.short {
+            self.warn(progress, format!("file shrank while we read it (padded with zeros): {}", path.display()));
+        } else if changed {
+            self.warn(progress, format!("file changed as we read it: {}", path.display()));
+        }
+        self.stats.entries += 1;
+        self.stats.files += 1;
+        self.stats.input_bytes += size;
+        progress.bytes_done(self.stats.input_bytes, None);
+        Ok(())
+    }
+
+    /// Bytes of compressed output so far.
+    pub fn bytes_written(&mut self) -> u64 {
+        self.tar.get_mut().get_mut_hashing().bytes()
+    }
+
+    /// Ends the tar stream and the compression, and returns the output and what was written.
+    ///
+    /// # Errors
+    /// When the output cannot be written.
+    pub fn finish(self) -> Result<(W, ArchiveStats)> {
+        let mut stats = self.stats;
+        let enc = self.tar.into_inner().map_err(write_err)?;
+        let hashing = enc.finish().map_err(write_err)?;
+        let (mut out, sha256, bytes) = hashing.finish();
+        out.flush().map_err(write_err)?;
+        stats.sha256 = sha256;
+        stats.bytes_written = bytes;
+        Ok((out, stats))
+    }
+}
+
+impl<W: Write> Encoder<HashingWriter<W>> {
+    fn get_mut_hashing(&mut self) -> &mut HashingWriter<W> {
+        match self {
+            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Zstd(e) => e.get_mut(),
+        }
+    }
+}

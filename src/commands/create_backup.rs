@@ -1,0 +1,179 @@
+//! `create-backup`: archive the configured paths into a backup store, with a metadata sidecar
+//! written last so a backup without one is visibly incomplete.
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{ArchiveStats, Compression, SourceInfo, host_name};
+use crate::commands::snapshot::{SnapshotOptions, manifest_for, write_archive};
+use crate::error::{Error, ErrorKind, Result, chain};
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// Key prefix of all backups in a store.
+pub const BACKUP_PREFIX: &str = "backup/";
+
+/// Name of the sidecar in each backup's folder.
+pub const METADATA_NAME: &str = "metadata.json";
+
+/// A backup's metadata sidecar: what `juju backups info` shows, plus what a restore needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BackupMetadata {
+    /// `%Y-%m-%dT%H:%M:%SZ`, UTC.
+    pub id: String,
+    /// `full`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `finished`, or `failed: <why>`.
+    pub status: String,
+    /// Start time (RFC 3339, UTC).
+    pub started: String,
+    /// End time (RFC 3339, UTC).
+    pub finished: String,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Archive SHA-256, lowercase hex.
+    pub sha256: String,
+    /// `gzip` or `zstd`.
+    pub compression: String,
+    /// The archive's key in the store.
+    pub archive: String,
+    /// What was archived.
+    pub sources: Vec<SourceInfo>,
+    /// Juju unit.
+    pub unit: String,
+    /// Juju model name.
+    pub model: String,
+    /// Juju model UUID.
+    pub model_uuid: String,
+    /// Host name.
+    pub host: String,
+    /// `charm-backup <version>`.
+    pub tool: String,
+    /// The operator's notes.
+    pub notes: String,
+}
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CreateBackupOptions {
+    /// The paths, excludes and compression.
+    pub snapshot: SnapshotOptions,
+    /// Backup type (`full`).
+    pub kind: String,
+    /// Notes kept in the metadata.
+    pub notes: String,
+    /// Archive file-name prefix (the application name).
+    pub name_prefix: String,
+    /// Juju model name, recorded.
+    pub model: String,
+    /// Juju model UUID, recorded.
+    pub model_uuid: String,
+}
+
+/// What a backup wrote.
+#[derive(Debug, Clone, Default)]
+pub struct CreateBackupStats {
+    /// The metadata as written.
+    pub metadata: BackupMetadata,
+    /// The store's URL of the archive.
+    pub url: String,
+    /// The archive's stats.
+    pub archive: ArchiveStats,
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// Formats a time as backup ids and metadata do.
+pub fn format_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Writes and deletes a small object, so bad credentials or a read-only store fail at once.
+///
+/// # Errors
+/// Whatever the store reports, with a hint.
+pub fn probe(store: &dyn Store) -> Result<()> {
+    let key = format!("{BACKUP_PREFIX}.probe-{}", std::process::id());
+    store
+        .put(&key, b"probe")
+        .and_then(|()| store.delete(&key))
+        .map_err(|e| Error::new(e.kind(), format!("the backup store {} cannot be written: {}", store.name(), chain(&e))))
+}
+
+/// Creates a backup in `store`.
+///
+/// # Errors
+/// When the store cannot be written or a path cannot be read; a failed backup gets a metadata
+/// sidecar saying `failed: <why>` when the store still accepts it.
+pub fn create_backup(store: &dyn Store, options: &CreateBackupOptions, progress: &dyn Progress) -> Result<CreateBackupStats> {
+    crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
+    progress.step(&format!("checking the backup store {}", store.name()));
+    probe(store)?;
+    let mut started = now();
+    let mut id = format_time(started);
+    if !store.list(&format!("{BACKUP_PREFIX}{id}/"))?.is_empty() {
+        // Ids have one-second resolution: wait for the next one.
+        std::thread::sleep(std::time::Duration::from_millis(1000 - (started.subsec_millisecond().max(0) as u64)));
+        started = now();
+        id = format_time(started);
+    }
+    let c: Compression = options.snapshot.compression;
+    let archive_key = format!("{BACKUP_PREFIX}{id}/{}-backup.{}", options.name_prefix, c.extension());
+    let manifest = manifest_for(&options.snapshot);
+    let mut meta = BackupMetadata {
+        id: id.clone(),
+        kind: options.kind.clone(),
+        status: "in progress".into(),
+        started: format_time(started),
+        compression: c.name().into(),
+        archive: archive_key.clone(),
+        sources: manifest.sources.clone(),
+        unit: options.snapshot.unit.clone(),
+        model: options.model.clone(),
+        model_uuid: options.model_uuid.clone(),
+        host: host_name(),
+        tool: manifest.tool.clone(),
+        notes: options.notes.clone(),
+        ..Default::default()
+    };
+    let meta_key = format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}");
+    progress.step(&format!("writing backup {id}"));
+    let t0 = Instant::now();
+    let result = store.create(&archive_key).and_then(|w| {
+        let (mut w, stats) = write_archive(w, &options.snapshot, progress)?;
+        w.flush().map_err(|e| Error::new(ErrorKind::Other, "cannot write the backup").with_source(e))?;
+        w.commit()?;
+        Ok(stats)
+    });
+    meta.finished = format_time(now());
+    match result {
+        Ok(stats) => {
+            meta.status = "finished".into();
+            meta.size = stats.bytes_written;
+            meta.sha256 = stats.sha256.clone();
+            let json = serde_json::to_vec_pretty(&meta)
+                .map_err(|e| Error::new(ErrorKind::Other, "cannot encode metadata").with_source(e))?;
+            store.put(&meta_key, &json)?;
+            let _ = t0;
+            Ok(CreateBackupStats {
+                url: store.url(&archive_key),
+                metadata: meta,
+                archive: stats,
+            })
+        }
+        Err(e) => {
+            meta.status = format!("failed: {}", chain(&e));
+            if let Ok(json) = serde_json::to_vec_pretty(&meta) {
+                let _ = store.put(&meta_key, &json);
+            }
+            Err(e)
+        }
+    }
+}

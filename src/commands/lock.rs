@@ -1,0 +1,58 @@
+//! One operation at a time per unit: an advisory lock on a file in the state directory.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use crate::archive::create_private_dir;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+
+/// Held while an operation runs; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct OperationLock {
+    _file: File,
+}
+
+impl OperationLock {
+    /// Takes the lock in `state_dir` for `what` (e.g. `restore`), without waiting.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Busy`] naming the operation that holds it; otherwise when the lock file
+    /// cannot be created.
+    pub fn acquire(state_dir: &Path, what: &str) -> Result<Self> {
+        create_private_dir(state_dir)?;
+        let path = state_dir.join("operation.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at("cannot open the lock file", &path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another operation" } else { holder };
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "{holder} is running on this unit: wait for it to finish, then run {what} again"
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path, e)),
+        }
+        let stamp = format!(
+            "{what} (started {}, pid {})",
+            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            std::process::id()
+        );
+        file.set_len(0).at("cannot write the lock file", &path)?;
+        file.rewind().at("cannot write the lock file", &path)?;
+        file.write_all(stamp.as_bytes()).at("cannot write the lock file", &path)?;
+        Ok(OperationLock { _file: file })
+    }
+}

@@ -1,0 +1,8 @@
+//! What the actions do, as library calls: options in, stats out, progress supplied by the
+//! caller. Nothing here knows of Juju.
+
+pub mod create_backup;
+pub mod list_backups;
+pub mod lock;
+pub mod restore;
+pub mod snapshot;

@@ -1,0 +1,145 @@
+//! `snapshot`: archive the configured paths into a file in a target directory.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::archive::{
+    ArchiveOptions, ArchiveStats, ArchiveWriter, AtomicFile, Compression, Excludes, FORMAT_VERSION,
+    Manifest, SourceInfo, host_name,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
+
+/// What to snapshot and where.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SnapshotOptions {
+    /// Absolute paths to archive.
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns (see [`Excludes`]).
+    pub exclude: Vec<String>,
+    /// Compression.
+    pub compression: Compression,
+    /// Who the snapshot is for (a Juju unit name, or any label); recorded in the manifest.
+    pub unit: String,
+}
+
+impl SnapshotOptions {
+    /// Options for these paths, with no excludes and gzip.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        SnapshotOptions {
+            paths,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a snapshot wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// The archive's final path.
+    pub path: PathBuf,
+    /// The archive's stats (digest, sizes, warnings).
+    pub archive: ArchiveStats,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Builds the manifest for a paths snapshot.
+pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        tool: format!("charm-backup {}", env!("CARGO_PKG_VERSION")),
+        host: host_name(),
+        unit: options.unit.clone(),
+        started: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        sources: vec![SourceInfo {
+            kind: "paths".into(),
+            paths: options.paths.iter().map(|p| p.display().to_string()).collect(),
+            exclude: options.exclude.clone(),
+            details: Default::default(),
+        }],
+    }
+}
+
+/// Checks the paths: non-empty, absolute, existing, none inside another.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] or [`ErrorKind::NotFound`] saying what to fix.
+pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "nothing to archive: set the paths option, e.g. juju config charm-backup paths=\"/etc/app /var/lib/app\"",
+        ));
+    }
+    for p in paths {
+        if !p.is_absolute() {
+            return Err(Error::invalid(format!("path {:?} in the paths option is not absolute", p.display().to_string())));
+        }
+        if p.components().any(|c| c == std::path::Component::ParentDir) || p == Path::new("/") {
+            return Err(Error::invalid(format!("path {:?} in the paths option is not allowed", p.display().to_string())));
+        }
+        if std::fs::symlink_metadata(p).is_err() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("path {:?} in the paths option does not exist", p.display().to_string()),
+            ));
+        }
+        for q in paths {
+            if p != q && p.starts_with(q) {
+                return Err(Error::invalid(format!(
+                    "path {:?} lies inside {:?}: list each tree once",
+                    p.display().to_string(),
+                    q.display().to_string()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the archive of `options.paths` to `out`.
+///
+/// # Errors
+/// When a path cannot be read or the output cannot be written.
+pub fn write_archive<W: std::io::Write>(out: W, options: &SnapshotOptions, progress: &dyn Progress) -> Result<(W, ArchiveStats)> {
+    check_paths(&options.paths)?;
+    let excludes = Excludes::new(&options.exclude)?;
+    let mut w = ArchiveWriter::create(out, &manifest_for(options), &ArchiveOptions::with_compression(options.compression))?;
+    for p in &options.paths {
+        progress.step(&format!("archiving {}", p.display()));
+        w.append_tree(p, &excludes, progress)?;
+    }
+    w.finish()
+}
+
+/// The file name for a snapshot taken now: `<prefix>-snapshot-YYYY-MM-DD-HH.MM.SS.<ext>` (UTC).
+pub fn snapshot_file_name(prefix: &str, compression: Compression) -> String {
+    format!(
+        "{prefix}-snapshot-{}.{}",
+        jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
+        compression.extension()
+    )
+}
+
+/// Archives the paths into `target_dir/<file_name>`: written under a temporary `0600` name,
+/// fsynced, given to the directory's owner, then renamed.
+///
+/// # Errors
+/// As [`write_archive`], plus when the target directory cannot be created or written; no
+/// partial file is left under the final name.
+pub fn snapshot(target_dir: &Path, file_name: &str, options: &SnapshotOptions, progress: &dyn Progress) -> Result<SnapshotStats> {
+    let start = Instant::now();
+    let out = AtomicFile::create(&target_dir.join(file_name))?;
+    let (buf, archive) = write_archive(BufWriter::with_capacity(1 << 20, out), options, progress)?;
+    let out = buf
+        .into_inner()
+        .map_err(|e| Error::io("cannot write the archive", target_dir, e.into_error()))?;
+    let path = out.commit()?;
+    Ok(SnapshotStats {
+        path,
+        archive,
+        elapsed: start.elapsed(),
+    })
+}

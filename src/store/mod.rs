@@ -1,0 +1,87 @@
+//! Backup stores: where `create-backup` puts archives and `list-backups` finds them. One
+//! synchronous trait; the local directory store is the embedded default.
+//!
+//! ```
+//! use charm_backup::store::{LocalStore, Store};
+//! use std::io::Write;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = LocalStore::open(dir.path())?;
+//! let mut w = store.create("backup/x/data")?;
+//! w.write_all(b"hello")?;
+//! w.commit()?;
+//! assert_eq!(store.list("backup/")?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod local;
+
+use std::io::{Read, Write};
+
+pub use local::LocalStore;
+
+use crate::error::Result;
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its key, relative to the store's base path (`backup/<id>/metadata.json`).
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An object being written; it appears under its key only on [`ObjectWriter::commit`].
+pub trait ObjectWriter: Write + Send {
+    /// Makes the object visible under its key.
+    ///
+    /// # Errors
+    /// When the data cannot be made durable; nothing is then visible under the key.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A place that holds backups.
+///
+/// Contract: keys are `/`-separated and relative; an object is visible only once whole;
+/// `list` returns every object under a prefix, sorted by key.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `local` or `s3`.
+    fn kind(&self) -> &'static str;
+    /// The directory or bucket name, for people.
+    fn name(&self) -> String;
+    /// The base path of keys inside it, for people (`/backup/` style).
+    fn base_path(&self) -> String;
+    /// A location people can use for `key` (a path or URL).
+    fn url(&self, key: &str) -> String;
+    /// Starts writing `key`.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Opens `key` for reading.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::NotFound`] when absent.
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>>;
+    /// Every object under `prefix`, sorted by key.
+    ///
+    /// # Errors
+    /// When the store cannot be listed.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Removes `key` (absent is fine).
+    ///
+    /// # Errors
+    /// When the store refuses.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// Writes a small object in one call.
+    ///
+    /// # Errors
+    /// As [`Store::create`] and [`ObjectWriter::commit`].
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let mut w = self.create(key)?;
+        w.write_all(data)
+            .map_err(|e| crate::Error::new(crate::ErrorKind::Other, format!("cannot write {key}")).with_source(e))?;
+        w.commit()
+    }
+}
