@@ -1,5 +1,6 @@
 //! placeholder
 pub mod archive;
+pub mod charm;
 pub mod commands;
 pub mod error;
 pub mod juju;

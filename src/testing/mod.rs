@@ -208,6 +208,14 @@ impl Harness {
         self
     }
 
+    /// Sets the charm directory the handler sees in `JUJU_CHARM_DIR` (the charm's files are
+    /// still read from where the harness was made). Handlers that keep state beside the
+    /// charm directory then keep it under `dir`'s parent.
+    pub fn charm_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.charm_dir = dir.into();
+        self
+    }
+
     /// Sets leadership.
     pub fn leader(mut self, leader: bool) -> Self {
         self.state.leader = leader;

@@ -1,0 +1,360 @@
+//! The charm's actions: params in, library commands called, results out.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::Limits;
+use crate::charm::config::CharmConfig;
+use crate::charm::progress::ActionProgress;
+use crate::commands::create_backup::{
+    BACKUP_PREFIX, BackupMetadata, CreateBackupOptions, METADATA_NAME, create_backup,
+};
+use crate::commands::list_backups::{human_size, list_backups};
+use crate::commands::restore::{RestoreOptions, restore};
+use crate::commands::snapshot::{SnapshotOptions, snapshot, snapshot_file_name};
+use crate::error::{Error, ErrorKind};
+use crate::juju::{Action, BoxError, Context};
+use crate::store::{LocalStore, Store};
+
+/// Where the unit keeps its lock (beside the charm directory, in the unit agent's directory).
+pub fn state_dir(ctx: &Context) -> PathBuf {
+    let charm = &ctx.juju().charm_dir;
+    charm
+        .parent()
+        .unwrap_or(Path::new("/var/lib/charm-backup"))
+        .join("charm-backup-state")
+}
+
+fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptions, BoxError> {
+    let mut o = SnapshotOptions::new(config.paths());
+    o.exclude = config.exclude();
+    o.compression = config.compression()?;
+    o.unit = ctx.juju().workload_unit().to_string();
+    Ok(o)
+}
+
+fn open_store(config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
+    Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?))
+}
+
+fn log_warnings(ctx: &Context, warnings: &[String]) {
+    if !warnings.is_empty() {
+        ctx.log(&format!("{} warning(s); the archive is complete but these files may be inconsistent", warnings.len()));
+    }
+}
+
+/// `snapshot`: archive the configured paths into `target`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Snapshot;
+
+/// `snapshot` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SnapshotParams {
+    /// Directory for the archive.
+    pub target: String,
+}
+
+/// `snapshot` results, as the etcd charm reports them, plus the exact byte count.
+#[derive(Debug, Serialize)]
+pub struct SnapshotResults {
+    /// `snapshot.path`, `.sha256`, `.size`, `.bytes`.
+    pub snapshot: SnapshotResult,
+    /// `copy.cmd`.
+    pub copy: CopyResult,
+}
+
+/// The archive written.
+#[derive(Debug, Serialize)]
+pub struct SnapshotResult {
+    /// Its path on the unit.
+    pub path: String,
+    /// Its SHA-256, as `sha256sum` prints it.
+    pub sha256: String,
+    /// Its size for people (`68K`).
+    pub size: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// How to fetch it.
+#[derive(Debug, Serialize)]
+pub struct CopyResult {
+    /// `juju scp <unit>:<path> .`
+    pub cmd: String,
+}
+
+impl Action for Snapshot {
+    const NAME: &'static str = "snapshot";
+    type Params = SnapshotParams;
+    type Results = SnapshotResults;
+
+    fn run(&self, ctx: &mut Context, p: SnapshotParams) -> Result<SnapshotResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let options = snapshot_options(ctx, &config)?;
+        let target = PathBuf::from(&p.target);
+        if !target.is_absolute() {
+            return Err(Error::invalid(format!("target {:?} must be an absolute directory", p.target)).into());
+        }
+        let name = snapshot_file_name(ctx.juju().app_name(), options.compression);
+        let progress = ActionProgress::new(ctx);
+        let stats = snapshot(&target, &name, &options, &progress)?;
+        log_warnings(ctx, &stats.archive.warnings);
+        ctx.log(&format!(
+            "wrote {} ({} of data in {} entries) in {:.1}s",
+            stats.path.display(),
+            human_size(stats.archive.input_bytes),
+            stats.archive.entries,
+            stats.elapsed.as_secs_f64()
+        ));
+        let path = stats.path.display().to_string();
+        Ok(SnapshotResults {
+            copy: CopyResult {
+                cmd: format!("juju scp {}:{path} .", ctx.juju().unit_name),
+            },
+            snapshot: SnapshotResult {
+                path,
+                sha256: stats.archive.sha256,
+                size: human_size(stats.archive.bytes_written),
+                bytes: stats.archive.bytes_written,
+            },
+        })
+    }
+}
+
+/// `restore`: put a snapshot or backup back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restore;
+
+/// `restore` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RestoreParams {
+    /// A backup in the store.
+    pub backup_id: Option<String>,
+    /// An archive on the unit.
+    pub path: Option<String>,
+    /// The expected SHA-256.
+    pub sha256: Option<String>,
+    /// Where to save the existing data.
+    pub target: String,
+    /// Do not save the existing data.
+    #[serde(default)]
+    pub skip_backup: bool,
+}
+
+/// `restore` results.
+#[derive(Debug, Serialize)]
+pub struct RestoreResults {
+    /// `restore.source`, `.sha256`, `.paths`, `.bytes`.
+    pub restore: RestoreResult,
+    /// `backup.path`, `backup.sha256` of the saved existing data (absent with skip-backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<SavedResult>,
+}
+
+/// What was restored.
+#[derive(Debug, Serialize)]
+pub struct RestoreResult {
+    /// The archive restored from.
+    pub source: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// The paths put back, space-separated.
+    pub paths: String,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// The archive of the data that was replaced.
+#[derive(Debug, Serialize)]
+pub struct SavedResult {
+    /// Its path.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+    type Results = RestoreResults;
+
+    fn run(&self, ctx: &mut Context, p: RestoreParams) -> Result<RestoreResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let mut expected = p.sha256.clone();
+        let source: PathBuf = if let Some(id) = &p.backup_id {
+            let store = open_store(&config)?;
+            let meta = read_metadata(store.as_ref(), id)?;
+            if !meta.status.starts_with("finished") {
+                return Err(Error::new(ErrorKind::InvalidInput, format!("backup {id} is not finished (status: {}): pick another with list-backups", meta.status)).into());
+            }
+            if let Some(e) = &expected {
+                if !e.eq_ignore_ascii_case(&meta.sha256) {
+                    return Err(Error::new(ErrorKind::Integrity, format!("backup {id} has sha256 {}, not the {e} you gave", meta.sha256)).into());
+                }
+            }
+            expected = Some(meta.sha256.clone());
+            PathBuf::from(store.url(&meta.archive))
+        } else if let Some(path) = &p.path {
+            PathBuf::from(path)
+        } else {
+            ctx.log("no backup-id or path given: restoring the attached snapshot resource");
+            ctx.resource("snapshot")?
+        };
+        let mut options = RestoreOptions::default();
+        options.expected_sha256 = expected;
+        options.allowed_paths = config.paths();
+        options.save_existing_to = (!p.skip_backup).then(|| PathBuf::from(&p.target));
+        options.name_prefix = ctx.juju().app_name().to_string();
+        options.compression = config.compression()?;
+        options.services = config.services();
+        options.state_dir = state_dir(ctx);
+        options.unit = ctx.juju().workload_unit().to_string();
+        options.limits = Limits::default();
+        let progress = ActionProgress::new(ctx);
+        let stats = restore(&source, &options, &progress)?;
+        ctx.log(&format!(
+            "restored {} from {} in {:.1}s",
+            stats.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            source.display(),
+            stats.elapsed.as_secs_f64()
+        ));
+        Ok(RestoreResults {
+            restore: RestoreResult {
+                source: source.display().to_string(),
+                sha256: stats.archive.sha256,
+                paths: stats.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                bytes: stats.extracted.bytes_written,
+            },
+            backup: stats.saved.map(|s| SavedResult {
+                path: s.path.display().to_string(),
+                sha256: s.archive.sha256,
+            }),
+        })
+    }
+}
+
+fn read_metadata(store: &dyn Store, id: &str) -> Result<BackupMetadata, BoxError> {
+    let key = format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}");
+    let mut buf = Vec::new();
+    let mut r = store.open(&key).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::new(ErrorKind::NotFound, format!("no backup {id} in {}: run list-backups to see the ids", store.name()))
+        } else {
+            e
+        }
+    })?;
+    std::io::Read::read_to_end(&mut r, &mut buf)?;
+    Ok(serde_json::from_slice(&buf)?)
+}
+
+/// `create-backup`: a backup in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CreateBackup;
+
+/// `create-backup` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateBackupParams {
+    /// `full`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Notes.
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// `create-backup` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreateBackupResults {
+    /// The new backup's id.
+    pub backup_id: String,
+    /// `backup.path`, `.sha256`, `.size`.
+    pub backup: BackupResult,
+    /// Start time.
+    pub started: String,
+    /// End time.
+    pub finished: String,
+}
+
+/// The stored archive.
+#[derive(Debug, Serialize)]
+pub struct BackupResult {
+    /// Where it is.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Its size for people.
+    pub size: String,
+}
+
+impl Action for CreateBackup {
+    const NAME: &'static str = "create-backup";
+    type Params = CreateBackupParams;
+    type Results = CreateBackupResults;
+
+    fn run(&self, ctx: &mut Context, p: CreateBackupParams) -> Result<CreateBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(&config)?;
+        let mut options = CreateBackupOptions::default();
+        options.snapshot = snapshot_options(ctx, &config)?;
+        options.kind = p.kind;
+        options.notes = p.notes;
+        options.name_prefix = ctx.juju().app_name().to_string();
+        options.model = ctx.juju().model_name.clone();
+        options.model_uuid = ctx.juju().model_uuid.clone();
+        let progress = ActionProgress::new(ctx);
+        let stats = create_backup(store.as_ref(), &options, &progress)?;
+        log_warnings(ctx, &stats.archive.warnings);
+        let m = stats.metadata;
+        Ok(CreateBackupResults {
+            backup_id: m.id,
+            backup: BackupResult {
+                path: stats.url,
+                sha256: m.sha256,
+                size: human_size(m.size),
+            },
+            started: m.started,
+            finished: m.finished,
+        })
+    }
+}
+
+/// `list-backups`: the backups in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListBackups;
+
+/// `list-backups` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListBackupsParams {
+    /// `table` or `json`.
+    pub format: String,
+}
+
+/// `list-backups` results.
+#[derive(Debug, Serialize)]
+pub struct ListBackupsResults {
+    /// The table, or JSON.
+    pub backups: String,
+}
+
+impl Action for ListBackups {
+    const NAME: &'static str = "list-backups";
+    type Params = ListBackupsParams;
+    type Results = ListBackupsResults;
+
+    fn run(&self, ctx: &mut Context, p: ListBackupsParams) -> Result<ListBackupsResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(&config)?;
+        let list = list_backups(store.as_ref())?;
+        let backups = match p.format.as_str() {
+            "json" => serde_json::to_string(&list)?,
+            _ => list.table(),
+        };
+        Ok(ListBackupsResults { backups })
+    }
+}

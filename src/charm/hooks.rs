@@ -1,0 +1,57 @@
+//! The charm's hooks: validate config and relation data and say so in the unit status.
+
+use crate::archive::create_private_dir;
+use crate::charm::config::CharmConfig;
+use crate::juju::{BoxError, Context, Status};
+
+/// The `s3-parameters` fields a usable bucket needs.
+pub const S3_REQUIRED: [&str; 3] = ["bucket", "access-key", "secret-key"];
+
+/// Handles every hook: `install`, `config-changed`, `update-status`, `upgrade-charm`, `start`
+/// and the `s3-parameters` relation hooks all end in the status the config calls for.
+///
+/// # Errors
+/// When a hook tool fails.
+pub fn handle(ctx: &mut Context, hook: &str) -> Result<(), BoxError> {
+    let config = CharmConfig::read(ctx)?;
+    let status = status_for(ctx, &config)?;
+    if matches!(hook, "install" | "config-changed" | "upgrade-charm") && !matches!(status, Status::Blocked(_)) {
+        create_private_dir(std::path::Path::new(&config.local_store))?;
+    }
+    ctx.set_status(&status)?;
+    Ok(())
+}
+
+/// The status for this config and relation data.
+///
+/// # Errors
+/// When a hook tool fails.
+pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxError> {
+    if let Some(s) = config.problem() {
+        return Ok(s);
+    }
+    let mut note = String::new();
+    if let Some(rel) = ctx.relation("s3-parameters")? {
+        let missing: Vec<&str> = S3_REQUIRED
+            .iter()
+            .copied()
+            .filter(|k| rel.data.get(*k).is_none_or(|v| v.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Status::Blocked(format!(
+                "s3-parameters from {} lacks {}: set them on the s3-integrator",
+                rel.app,
+                missing.join(", ")
+            )));
+        }
+        note = format!(
+            " (bucket {} is related; this version keeps backups in the local store)",
+            rel.data.get("bucket").map(String::as_str).unwrap_or_default()
+        );
+    }
+    Ok(Status::Active(format!(
+        "backing up {} to {}{note}",
+        config.paths.split_whitespace().collect::<Vec<_>>().join(" "),
+        config.local_store
+    )))
+}

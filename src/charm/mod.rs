@@ -1,0 +1,19 @@
+//! The charm-backup charm itself: its actions and hooks, built on the Juju layer and the
+//! library commands.
+
+pub mod actions;
+pub mod config;
+pub mod hooks;
+pub mod progress;
+
+use crate::juju::Charm;
+
+/// The whole charm, as the `dispatch` binary runs it.
+pub fn charm() -> Charm {
+    Charm::new()
+        .action(actions::Snapshot)
+        .action(actions::Restore)
+        .action(actions::CreateBackup)
+        .action(actions::ListBackups)
+        .hooks(hooks::handle)
+}

@@ -1,0 +1,137 @@
+//! The charm's actions and hooks run in-process through the test harness, against real files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use charm_backup::charm::charm;
+use charm_backup::testing::{Harness, action};
+
+fn harness() -> Harness {
+    Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("charm files parse")
+}
+
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/empty")).unwrap();
+    fs::write(root.join("a.txt"), "alpha\n").unwrap();
+    fs::write(root.join("sub/b.bin"), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
+    fs::hard_link(root.join("a.txt"), root.join("hard")).unwrap();
+}
+
+/// Every file, link and directory with its content or target, for exact comparisons.
+fn listing(root: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = fs::symlink_metadata(&d).unwrap();
+        let rel = d.strip_prefix(root).unwrap().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = m.permissions().mode() & 0o7777;
+        if m.file_type().is_symlink() {
+            out.push((rel, format!("link {}", fs::read_link(&d).unwrap().display())));
+        } else if m.is_dir() {
+            out.push((rel, format!("dir {mode:o}")));
+            for e in fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else {
+            out.push((rel, format!("file {mode:o} {:?}", fs::read(&d).unwrap())));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tree(&data);
+    let before = listing(&data);
+    let h = harness().charm_dir(tmp.path().join("unit/charm")).config("paths", data.display().to_string());
+    let out = h
+        .run_action(&charm(), action("snapshot").param("target", tmp.path().join("snaps").display().to_string()))
+        .expect("snapshot completes");
+    let path = out.results["snapshot"]["path"].as_str().unwrap().to_string();
+    let sha = out.results["snapshot"]["sha256"].as_str().unwrap().to_string();
+    assert!(path.contains("charm-backup-snapshot-"), "{path}");
+    assert_eq!(out.results["copy"]["cmd"], format!("juju scp charm-backup/0:{path} ."));
+    let sum = Command::new("sha256sum").arg(&path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap(), sha);
+    let list = Command::new("tar").args(["tzf", &path]).output().unwrap();
+    assert!(list.status.success());
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(names.lines().next().unwrap().contains("manifest.json"));
+
+    fs::write(data.join("a.txt"), "changed").unwrap();
+    fs::remove_file(data.join("link")).unwrap();
+    let out = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("path", path.clone())
+                .param("sha256", sha.clone())
+                .param("target", tmp.path().join("pre").display().to_string()),
+        )
+        .expect("restore completes");
+    assert_eq!(listing(&data), before);
+    assert_eq!(out.results["restore"]["sha256"], sha.as_str());
+    assert!(out.results["backup"]["path"].as_str().unwrap().contains("pre-restore"));
+}
+
+#[test]
+fn wrong_checksum_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tree(&data);
+    let h = harness().charm_dir(tmp.path().join("unit/charm")).config("paths", data.display().to_string());
+    let out = h
+        .run_action(&charm(), action("snapshot").param("target", tmp.path().join("s").display().to_string()))
+        .unwrap();
+    let path = out.results["snapshot"]["path"].as_str().unwrap().to_string();
+    fs::write(data.join("a.txt"), "new").unwrap();
+    let before = listing(&data);
+    let err = h
+        .run_action(
+            &charm(),
+            action("restore").param("path", path).param("sha256", "0".repeat(64)).param("skip-backup", true),
+        )
+        .unwrap_err();
+    assert!(err.scheduled);
+    assert!(err.message.contains("checksum mismatch"), "{}", err.message);
+    assert_eq!(listing(&data), before);
+}
+
+#[test]
+fn create_and_list_backups_in_the_local_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tree(&data);
+    let store = tmp.path().join("store");
+    let h = harness()
+        .config("paths", data.display().to_string())
+        .config("local-store", store.display().to_string());
+    let out = h.run_action(&charm(), action("create-backup").param("notes", "first")).unwrap();
+    let id = out.results["backup-id"].as_str().unwrap().to_string();
+    let listed = h.run_action(&charm(), action("list-backups")).unwrap();
+    let table = listed.results["backups"].as_str().unwrap();
+    assert!(table.starts_with(&format!("Local directory: {}\nBackups base path: /backup/\n\nbackup-id", store.display())), "{table}");
+    assert!(table.contains(&id) && table.contains("finished"), "{table}");
+}
+
+#[test]
+fn hooks_set_status() {
+    let h = harness();
+    let out = h.run_hook(&charm(), "config-changed");
+    assert_eq!(out.status.0, "blocked");
+    assert!(out.status.1.starts_with("set paths"), "{:?}", out.status);
+    let tmp = tempfile::tempdir().unwrap();
+    let h = harness()
+        .config("paths", tmp.path().display().to_string())
+        .config("local-store", tmp.path().join("store").display().to_string())
+        .relation("s3-parameters", "s3-integrator", [("bucket", "b")]);
+    let out = h.run_hook(&charm(), "config-changed");
+    assert_eq!(out.status.0, "blocked");
+    assert!(out.status.1.contains("lacks access-key, secret-key"), "{:?}", out.status);
+}
