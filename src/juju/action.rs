@@ -173,10 +173,11 @@ impl Context {
                     ErrorKind::NotFound,
                     format!(
                         "no {name} resource is attached: attach one with `juju attach-resource {} \
-                         {name}=./file` ({e})",
+                         {name}=./file`",
                         self.juju.app_name()
                     ),
                 )
+                .with_source(e)
             } else {
                 e
             }
