@@ -1,3 +1,4 @@
+#![cfg(feature = "testing")]
 //! The charm's actions and hooks run in-process through the test harness, against real files.
 
 use std::fs;
