@@ -73,7 +73,9 @@ impl Error {
             }
             _ => ErrorKind::Other,
         };
-        Error::new(kind, message).with_path(path).with_source(source)
+        Error::new(kind, message)
+            .with_path(path)
+            .with_source(source)
     }
 
     /// Names the path this error concerns.
@@ -89,7 +91,10 @@ impl Error {
     }
 
     /// Attaches the underlying cause.
-    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }

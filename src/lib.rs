@@ -1,4 +1,71 @@
-//! placeholder
+//! # charm-backup
+//!
+//! Real snapshot, restore, create-backup and list-backups actions for Juju charms, as a
+//! library charm authors embed and as the `charm-backup` subordinate charm built from it.
+//!
+//! ## Overview
+//!
+//! - [`juju`] is the Juju boundary, and the only module that knows of hook tools, `JUJU_*`
+//!   variables, action params or result keys: [`juju::HookTools`] (one typed method per hook
+//!   tool), [`juju::JujuContext`] (the environment, read once), and the API an action is written
+//!   against: [`juju::Action`], [`juju::Context`], [`juju::Charm`]. An action fails by returning
+//!   `Err`; the runner turns the whole error chain (or a panic) into `action-fail` and still
+//!   exits 0, as Juju needs.
+//! - [`archive`] is the engine: one streaming pass writes a `.tar.gz` (or `.tar.zst`) and its
+//!   SHA-256; reading checks every entry before anything is written.
+//! - [`store`] holds backups (a local directory; S3 behind the same trait).
+//! - [`commands`] are the operations as library calls: `*Options` in, `*Stats` out, progress
+//!   through a caller-supplied [`progress::Progress`]. They know nothing of Juju.
+//! - [`charm`] is the charm itself: its actions and hooks map params to options and stats to
+//!   results.
+//! - `testing` (feature `testing`) runs actions and hooks in-process against given params,
+//!   config, relations, leadership and resources, checking params against `actions.yaml` as
+//!   Juju does.
+//!
+//! ## Example
+//!
+//! An action of your own, wired into a charm binary:
+//!
+//! ```no_run
+//! use charm_backup::commands::snapshot::{SnapshotOptions, snapshot};
+//! use charm_backup::juju::{Action, BoxError, Charm, Context};
+//! use charm_backup::progress::NoProgress;
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Snap;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+//! struct Params { target: String }
+//!
+//! #[derive(Serialize)]
+//! struct Results { path: String, sha256: String }
+//!
+//! impl Action for Snap {
+//!     const NAME: &'static str = "snapshot";
+//!     type Params = Params;
+//!     type Results = Results;
+//!     fn run(&self, ctx: &mut Context, p: Params) -> Result<Results, BoxError> {
+//!         ctx.log("archiving /etc/myapp");
+//!         let options = SnapshotOptions::new(vec!["/etc/myapp".into()]);
+//!         let stats = snapshot(p.target.as_ref(), "myapp.tar.gz", &options, &NoProgress)?;
+//!         Ok(Results { path: stats.path.display().to_string(), sha256: stats.archive.sha256 })
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Charm::new().action(Snap).main()
+//! }
+//! ```
+//!
+//! ## Features
+//!
+//! - `testing`: the in-process harness ([`testing`]); pulls a YAML parser and a JSON Schema
+//!   validator, so it stays out of packed charms.
+//! - `agent`: the `charm-backup` local agent binary (adds `clap` and `anyhow`).
+
+#![deny(missing_docs)]
+
 pub mod archive;
 pub mod charm;
 pub mod commands;
@@ -8,4 +75,5 @@ pub mod progress;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+
 pub use error::{Error, ErrorKind, Result};

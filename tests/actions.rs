@@ -1,5 +1,6 @@
-#![cfg(feature = "testing")]
 //! The charm's actions and hooks run in-process through the test harness, against real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "testing")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,10 @@ fn listing(root: &Path) -> Vec<(PathBuf, String)> {
         use std::os::unix::fs::PermissionsExt;
         let mode = m.permissions().mode() & 0o7777;
         if m.file_type().is_symlink() {
-            out.push((rel, format!("link {}", fs::read_link(&d).unwrap().display())));
+            out.push((
+                rel,
+                format!("link {}", fs::read_link(&d).unwrap().display()),
+            ));
         } else if m.is_dir() {
             out.push((rel, format!("dir {mode:o}")));
             for e in fs::read_dir(&d).unwrap() {
@@ -50,16 +54,36 @@ fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
     let data = tmp.path().join("data");
     tree(&data);
     let before = listing(&data);
-    let h = harness().charm_dir(tmp.path().join("unit/charm")).config("paths", data.display().to_string());
+    let h = harness()
+        .charm_dir(tmp.path().join("unit/charm"))
+        .config("paths", data.display().to_string());
     let out = h
-        .run_action(&charm(), action("snapshot").param("target", tmp.path().join("snaps").display().to_string()))
+        .run_action(
+            &charm(),
+            action("snapshot").param("target", tmp.path().join("snaps").display().to_string()),
+        )
         .expect("snapshot completes");
-    let path = out.results["snapshot"]["path"].as_str().unwrap().to_string();
-    let sha = out.results["snapshot"]["sha256"].as_str().unwrap().to_string();
+    let path = out.results["snapshot"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sha = out.results["snapshot"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(path.contains("charm-backup-snapshot-"), "{path}");
-    assert_eq!(out.results["copy"]["cmd"], format!("juju scp charm-backup/0:{path} ."));
+    assert_eq!(
+        out.results["copy"]["cmd"],
+        format!("juju scp charm-backup/0:{path} .")
+    );
     let sum = Command::new("sha256sum").arg(&path).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap(), sha);
+    assert_eq!(
+        String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap(),
+        sha
+    );
     let list = Command::new("tar").args(["tzf", &path]).output().unwrap();
     assert!(list.status.success());
     let names = String::from_utf8_lossy(&list.stdout);
@@ -78,7 +102,12 @@ fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
         .expect("restore completes");
     assert_eq!(listing(&data), before);
     assert_eq!(out.results["restore"]["sha256"], sha.as_str());
-    assert!(out.results["backup"]["path"].as_str().unwrap().contains("pre-restore"));
+    assert!(
+        out.results["backup"]["path"]
+            .as_str()
+            .unwrap()
+            .contains("pre-restore")
+    );
 }
 
 #[test]
@@ -86,17 +115,28 @@ fn wrong_checksum_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     tree(&data);
-    let h = harness().charm_dir(tmp.path().join("unit/charm")).config("paths", data.display().to_string());
+    let h = harness()
+        .charm_dir(tmp.path().join("unit/charm"))
+        .config("paths", data.display().to_string());
     let out = h
-        .run_action(&charm(), action("snapshot").param("target", tmp.path().join("s").display().to_string()))
+        .run_action(
+            &charm(),
+            action("snapshot").param("target", tmp.path().join("s").display().to_string()),
+        )
         .unwrap();
-    let path = out.results["snapshot"]["path"].as_str().unwrap().to_string();
+    let path = out.results["snapshot"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     fs::write(data.join("a.txt"), "new").unwrap();
     let before = listing(&data);
     let err = h
         .run_action(
             &charm(),
-            action("restore").param("path", path).param("sha256", "0".repeat(64)).param("skip-backup", true),
+            action("restore")
+                .param("path", path)
+                .param("sha256", "0".repeat(64))
+                .param("skip-backup", true),
         )
         .unwrap_err();
     assert!(err.scheduled);
@@ -113,11 +153,19 @@ fn create_and_list_backups_in_the_local_store() {
     let h = harness()
         .config("paths", data.display().to_string())
         .config("local-store", store.display().to_string());
-    let out = h.run_action(&charm(), action("create-backup").param("notes", "first")).unwrap();
+    let out = h
+        .run_action(&charm(), action("create-backup").param("notes", "first"))
+        .unwrap();
     let id = out.results["backup-id"].as_str().unwrap().to_string();
     let listed = h.run_action(&charm(), action("list-backups")).unwrap();
     let table = listed.results["backups"].as_str().unwrap();
-    assert!(table.starts_with(&format!("Local directory: {}\nBackups base path: /backup/\n\nbackup-id", store.display())), "{table}");
+    assert!(
+        table.starts_with(&format!(
+            "Local directory: {}\nBackups base path: /backup/\n\nbackup-id",
+            store.display()
+        )),
+        "{table}"
+    );
     assert!(table.contains(&id) && table.contains("finished"), "{table}");
 }
 
@@ -130,9 +178,16 @@ fn hooks_set_status() {
     let tmp = tempfile::tempdir().unwrap();
     let h = harness()
         .config("paths", tmp.path().display().to_string())
-        .config("local-store", tmp.path().join("store").display().to_string())
+        .config(
+            "local-store",
+            tmp.path().join("store").display().to_string(),
+        )
         .relation("s3-parameters", "s3-integrator", [("bucket", "b")]);
     let out = h.run_hook(&charm(), "config-changed");
     assert_eq!(out.status.0, "blocked");
-    assert!(out.status.1.contains("lacks access-key, secret-key"), "{:?}", out.status);
+    assert!(
+        out.status.1.contains("lacks access-key, secret-key"),
+        "{:?}",
+        out.status
+    );
 }

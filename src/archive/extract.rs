@@ -37,11 +37,19 @@ pub fn is_root() -> bool {
 /// [`ErrorKind::Integrity`] when the archive no longer matches `info` or breaks a rule; any
 /// write failure (e.g. a full filesystem). Staging directories may be left partly written: the
 /// caller removes them.
-pub fn extract(file: &File, info: &ArchiveInfo, staging: &[PathBuf], limits: Limits, progress: &dyn Progress) -> Result<ExtractStats> {
+pub fn extract(
+    file: &File,
+    info: &ArchiveInfo,
+    staging: &[PathBuf],
+    limits: Limits,
+    progress: &dyn Progress,
+) -> Result<ExtractStats> {
     let mut rules = Rules::with_manifest(limits, &info.manifest)?;
     let roots = rules.roots();
     if roots.len() != staging.len() {
-        return Err(Error::invalid("internal error: one staging path per root is needed"));
+        return Err(Error::invalid(
+            "internal error: one staging path per root is needed",
+        ));
     }
     let root_names: Vec<PathBuf> = roots
         .iter()
@@ -59,7 +67,10 @@ pub fn extract(file: &File, info: &ArchiveInfo, staging: &[PathBuf], limits: Lim
             let (i, name) = match rules.check(&entry)? {
                 Checked::Manifest => {
                     if read_manifest(&mut entry)? != info.manifest {
-                        return Err(Error::new(ErrorKind::Integrity, "the archive changed after it was verified: try again"));
+                        return Err(Error::new(
+                            ErrorKind::Integrity,
+                            "the archive changed after it was verified: try again",
+                        ));
                     }
                     continue;
                 }
@@ -92,45 +103,66 @@ pub fn extract(file: &File, info: &ArchiveInfo, staging: &[PathBuf], limits: Lim
                         .open(&dest)
                         .at("cannot create a file while restoring", &dest)?;
                     let n = io::copy(&mut entry, &mut f).map_err(|e| {
-                        if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
+                        if e.kind() == io::ErrorKind::UnexpectedEof
+                            || e.kind() == io::ErrorKind::InvalidData
+                        {
                             stream_err(e)
                         } else {
-                            Error::io("cannot write a file while restoring (is the filesystem full?)", &dest, e)
+                            Error::io(
+                                "cannot write a file while restoring (is the filesystem full?)",
+                                &dest,
+                                e,
+                            )
                         }
                     })?;
                     stats.bytes_written += n;
-                    f.set_permissions(fs::Permissions::from_mode(mode)).at("cannot set the mode", &dest)?;
-                    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime)).at("cannot set the mtime", &dest)?;
+                    f.set_permissions(fs::Permissions::from_mode(mode))
+                        .at("cannot set the mode", &dest)?;
+                    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+                        .at("cannot set the mtime", &dest)?;
                 }
                 T::Symlink => {
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
-                    std::os::unix::fs::symlink(&target, &dest).at("cannot create a symlink while restoring", &dest)?;
+                    std::os::unix::fs::symlink(&target, &dest)
+                        .at("cannot create a symlink while restoring", &dest)?;
                 }
                 T::Link => {
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
-                    let ti = root_names.iter().position(|r| target.starts_with(r)).unwrap_or(i);
-                    let trest = target.strip_prefix(&root_names[ti]).unwrap_or(Path::new(""));
+                    let ti = root_names
+                        .iter()
+                        .position(|r| target.starts_with(r))
+                        .unwrap_or(i);
+                    let trest = target
+                        .strip_prefix(&root_names[ti])
+                        .unwrap_or(Path::new(""));
                     let tpath = if trest.as_os_str().is_empty() {
                         staging[ti].clone()
                     } else {
                         staging[ti].join(trest)
                     };
-                    fs::hard_link(&tpath, &dest).at("cannot create a hard link while restoring", &dest)?;
+                    fs::hard_link(&tpath, &dest)
+                        .at("cannot create a hard link while restoring", &dest)?;
                 }
                 _ => unreachable_kind()?,
             }
             if root && h.entry_type() != T::Link {
-                std::os::unix::fs::lchown(&dest, Some(uid), Some(gid)).at("cannot set the owner", &dest)?;
+                std::os::unix::fs::lchown(&dest, Some(uid), Some(gid))
+                    .at("cannot set the owner", &dest)?;
             }
             stats.entries += 1;
             progress.bytes_done(stats.bytes_written, Some(info.content_bytes));
         }
     }
     let (sha256, _) = finish_digest(decoded, hashing)?;
-    check_sha256(&sha256, Some(&info.sha256))
-        .map_err(|_| Error::new(ErrorKind::Integrity, "the archive changed after it was verified: nothing was put in place"))?;
+    check_sha256(&sha256, Some(&info.sha256)).map_err(|_| {
+        Error::new(
+            ErrorKind::Integrity,
+            "the archive changed after it was verified: nothing was put in place",
+        )
+    })?;
     for (dir, mode, mtime) in dirs.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).at("cannot set the mode", &dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+            .at("cannot set the mode", &dir)?;
         if let Ok(d) = File::open(&dir) {
             let _ = d.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
         }
@@ -139,5 +171,8 @@ pub fn extract(file: &File, info: &ArchiveInfo, staging: &[PathBuf], limits: Lim
 }
 
 fn unreachable_kind() -> Result<()> {
-    Err(Error::new(ErrorKind::Integrity, "an entry of a refused kind slipped through: refusing the archive"))
+    Err(Error::new(
+        ErrorKind::Integrity,
+        "an entry of a refused kind slipped through: refusing the archive",
+    ))
 }

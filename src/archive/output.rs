@@ -42,7 +42,10 @@ impl AtomicFile {
             .ok_or_else(|| Error::invalid(format!("{} has no directory", final_path.display())))?;
         create_private_dir(dir)?;
         if final_path.exists() {
-            return Err(Error::new(ErrorKind::AlreadyExists, "the file exists already").with_path(final_path));
+            return Err(
+                Error::new(ErrorKind::AlreadyExists, "the file exists already")
+                    .with_path(final_path),
+            );
         }
         let name = final_path
             .file_name()
@@ -90,22 +93,34 @@ impl AtomicFile {
     pub fn commit(self) -> Result<PathBuf> {
         let path = self.temp.path().to_path_buf();
         self.temp.as_file().sync_all().map_err(|e| {
-            Error::io("cannot flush the archive to disk (is the filesystem full?)", &path, e)
+            Error::io(
+                "cannot flush the archive to disk (is the filesystem full?)",
+                &path,
+                e,
+            )
         })?;
         let dir = self.final_path.parent().unwrap_or(Path::new("/"));
         let dmeta = std::fs::metadata(dir).at("cannot read the target directory", dir)?;
         let fmeta = self.temp.as_file().metadata().at("cannot read", &path)?;
         if (fmeta.uid(), fmeta.gid()) != (dmeta.uid(), dmeta.gid()) {
             // Only root can give files away; anyone else keeps ownership, which is fine.
-            if let Err(e) = std::os::unix::fs::chown(&path, Some(dmeta.uid()), Some(dmeta.gid())) {
-                if e.kind() != std::io::ErrorKind::PermissionDenied {
-                    return Err(Error::io("cannot give the archive to the directory's owner", &path, e));
-                }
+            if let Err(e) = std::os::unix::fs::chown(&path, Some(dmeta.uid()), Some(dmeta.gid()))
+                && e.kind() != std::io::ErrorKind::PermissionDenied
+            {
+                return Err(Error::io(
+                    "cannot give the archive to the directory's owner",
+                    &path,
+                    e,
+                ));
             }
         }
-        self.temp
-            .persist_noclobber(&self.final_path)
-            .map_err(|e| Error::io("cannot rename the archive into place", &self.final_path, e.error))?;
+        self.temp.persist_noclobber(&self.final_path).map_err(|e| {
+            Error::io(
+                "cannot rename the archive into place",
+                &self.final_path,
+                e.error,
+            )
+        })?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }

@@ -160,28 +160,40 @@ impl EntryRules {
             return Ok(Checked::Manifest);
         }
         if raw.is_absolute() {
-            return Err(integrity(format!("entry {shown:?} has an absolute path: refusing the archive")));
+            return Err(integrity(format!(
+                "entry {shown:?} has an absolute path: refusing the archive"
+            )));
         }
         if raw.components().any(|c| c == Component::ParentDir) {
-            return Err(integrity(format!("entry {shown:?} contains \"..\": refusing the archive")));
+            return Err(integrity(format!(
+                "entry {shown:?} contains \"..\": refusing the archive"
+            )));
         }
         let name = normalize(&raw).unwrap_or_default();
         if name.as_os_str().is_empty() {
-            return Err(integrity(format!("entry {shown:?} has an empty name: refusing the archive")));
+            return Err(integrity(format!(
+                "entry {shown:?} has an empty name: refusing the archive"
+            )));
         }
         let Some(root) = self.root_of(&name) else {
             return Err(integrity(format!(
                 "entry {shown:?} lies outside the paths the manifest lists: refusing the archive"
             )));
         };
-        if let Some(link) = name.ancestors().skip(1).find(|a| self.symlinks.contains(*a)) {
+        if let Some(link) = name
+            .ancestors()
+            .skip(1)
+            .find(|a| self.symlinks.contains(*a))
+        {
             return Err(integrity(format!(
                 "entry {shown:?} lies beneath the symlink {:?}, so writing it would follow the link: refusing the archive",
                 link.display().to_string()
             )));
         }
         if !self.seen.insert(name.clone()) {
-            return Err(integrity(format!("entry {shown:?} appears twice: refusing the archive")));
+            return Err(integrity(format!(
+                "entry {shown:?} appears twice: refusing the archive"
+            )));
         }
         let size = entry.size();
         if size > self.limits.max_entry_bytes {
@@ -192,7 +204,9 @@ impl EntryRules {
         }
         self.total = self.total.saturating_add(size);
         if self.total > self.limits.max_total_bytes {
-            return Err(integrity("the archive's entries add up to more than the size limit: refusing it"));
+            return Err(integrity(
+                "the archive's entries add up to more than the size limit: refusing it",
+            ));
         }
         use tar::EntryType as T;
         match entry.header().entry_type() {
@@ -210,7 +224,7 @@ impl EntryRules {
                 } else {
                     normalize(&name.parent().unwrap_or(Path::new("")).join(&target))
                 };
-                if !resolved.is_some_and(|r| self.root_of(&r).is_some()) {
+                if resolved.is_none_or(|r| self.root_of(&r).is_none()) {
                     return Err(integrity(format!(
                         "symlink {shown:?} points outside the restored paths (to {:?}): refusing the archive",
                         target.display().to_string()
@@ -233,7 +247,9 @@ impl EntryRules {
                 }
             }
             T::Char | T::Block => {
-                return Err(integrity(format!("entry {shown:?} is a device file: refusing the archive")));
+                return Err(integrity(format!(
+                    "entry {shown:?} is a device file: refusing the archive"
+                )));
             }
             other => {
                 return Err(integrity(format!(
@@ -251,7 +267,9 @@ impl EntryRules {
 
 /// Compression detected from the first bytes.
 fn detect(r: &mut impl BufRead) -> Result<Compression> {
-    let head = r.fill_buf().map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    let head = r
+        .fill_buf()
+        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Compression::Gzip)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -262,6 +280,9 @@ fn detect(r: &mut impl BufRead) -> Result<Compression> {
         Err(integrity("the file is not a gzip or zstd archive"))
     }
 }
+
+/// The hashing reader under a decoder, shared so its digest can be read after decoding.
+pub(crate) type SharedHashing = std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>;
 
 /// A decompressing reader over a hashing reader over a file.
 pub(crate) struct Decoded {
@@ -276,11 +297,12 @@ impl Read for Decoded {
 
 /// Opens `file` from its start for reading entries; returns the decoder and a handle to read
 /// the digest afterwards.
-pub(crate) fn open_stream(
-    file: &File,
-) -> Result<(Decoded, std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>, Compression)> {
-    let mut f = file.try_clone().map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    f.rewind().map_err(|e| integrity("cannot read the archive").with_source(e))?;
+pub(crate) fn open_stream(file: &File) -> Result<(Decoded, SharedHashing, Compression)> {
+    let mut f = file
+        .try_clone()
+        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    f.rewind()
+        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
     let hashing = std::rc::Rc::new(std::cell::RefCell::new(HashingReader::new(
         BufReader::with_capacity(1 << 20, f),
     )));
@@ -297,7 +319,7 @@ pub(crate) fn open_stream(
     Ok((Decoded { inner }, hashing, compression))
 }
 
-struct SharedReader(std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>);
+struct SharedReader(SharedHashing);
 
 impl Read for SharedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -311,18 +333,23 @@ pub(crate) fn stream_err(e: io::Error) -> Error {
         io::ErrorKind::UnexpectedEof => "the archive is truncated",
         _ => "the archive is damaged",
     };
-    integrity(format!("{what}: get a complete copy (compare its sha256) and try again")).with_source(e)
+    integrity(format!(
+        "{what}: get a complete copy (compare its sha256) and try again"
+    ))
+    .with_source(e)
 }
 
 /// Finishes the digest: drains the decoder (so gzip's CRC is checked) and the file.
-pub(crate) fn finish_digest(
-    mut decoded: Decoded,
-    hashing: std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>,
-) -> Result<(String, u64)> {
+pub(crate) fn finish_digest(mut decoded: Decoded, hashing: SharedHashing) -> Result<(String, u64)> {
     io::copy(&mut decoded, &mut io::sink()).map_err(stream_err)?;
     drop(decoded);
     let h = std::rc::Rc::try_unwrap(hashing)
-        .map_err(|_| Error::new(ErrorKind::Other, "internal error: archive reader still in use"))?
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Other,
+                "internal error: archive reader still in use",
+            )
+        })?
         .into_inner();
     h.finish().map_err(stream_err)
 }
@@ -343,7 +370,9 @@ pub fn check_sha256(actual: &str, expected: Option<&str>) -> Result<()> {
 /// Reads the manifest entry's content.
 pub(crate) fn read_manifest<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Manifest> {
     if entry.size() > 1 << 20 {
-        return Err(integrity("the archive's manifest is implausibly large: refusing it"));
+        return Err(integrity(
+            "the archive's manifest is implausibly large: refusing it",
+        ));
     }
     let mut buf = Vec::new();
     entry.read_to_end(&mut buf).map_err(stream_err)?;
@@ -364,7 +393,11 @@ pub(crate) fn read_manifest<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Ma
 /// # Errors
 /// [`ErrorKind::NotFound`] when the file does not exist; [`ErrorKind::Integrity`] for a wrong
 /// checksum, a damaged, truncated or foreign archive, or an entry that breaks the rules.
-pub fn verify(path: &Path, options: &VerifyOptions, progress: &dyn Progress) -> Result<ArchiveInfo> {
+pub fn verify(
+    path: &Path,
+    options: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<ArchiveInfo> {
     let file = File::open(path).at("cannot open the archive", path)?;
     verify_file(&file, options, progress).map_err(|e| e.with_path(path))
 }
@@ -373,7 +406,11 @@ pub fn verify(path: &Path, options: &VerifyOptions, progress: &dyn Progress) -> 
 ///
 /// # Errors
 /// As [`verify`].
-pub fn verify_file(file: &File, options: &VerifyOptions, progress: &dyn Progress) -> Result<ArchiveInfo> {
+pub fn verify_file(
+    file: &File,
+    options: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<ArchiveInfo> {
     let (mut decoded, hashing, compression) = open_stream(file)?;
     let mut rules = EntryRules::new(options.limits);
     let mut manifest = None;

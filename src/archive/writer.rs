@@ -154,7 +154,10 @@ impl Excludes {
 
     /// Whether `path` is excluded.
     pub fn matches(&self, path: &Path) -> bool {
-        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         self.patterns.iter().any(|(raw, p)| {
             if raw.contains('/') {
                 p.matches_path(path)
@@ -213,7 +216,9 @@ pub struct ArchiveWriter<W: Write> {
 
 impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArchiveWriter").field("stats", &self.stats).finish()
+        f.debug_struct("ArchiveWriter")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -244,8 +249,9 @@ impl<W: Write> ArchiveWriter<W> {
             stats: ArchiveStats::default(),
             links: HashMap::new(),
         };
-        let json = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| Error::new(ErrorKind::Other, "cannot encode the manifest").with_source(e))?;
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| {
+            Error::new(ErrorKind::Other, "cannot encode the manifest").with_source(e)
+        })?;
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o600);
@@ -267,7 +273,12 @@ impl<W: Write> ArchiveWriter<W> {
     /// [`ErrorKind::InvalidInput`] for a relative root, [`ErrorKind::NotFound`] when the root
     /// does not exist, and any read or write failure (a file that vanishes during the walk is
     /// only a warning).
-    pub fn append_tree(&mut self, root: &Path, exclude: &Excludes, progress: &dyn Progress) -> Result<()> {
+    pub fn append_tree(
+        &mut self,
+        root: &Path,
+        exclude: &Excludes,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         if !root.is_absolute() {
             return Err(Error::invalid(format!(
                 "path {} is not absolute: give absolute paths in the paths option",
@@ -288,7 +299,10 @@ impl<W: Write> ArchiveWriter<W> {
                 let rd = match std::fs::read_dir(&path) {
                     Ok(rd) => rd,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        self.warn(progress, format!("directory removed before we read it: {}", path.display()));
+                        self.warn(
+                            progress,
+                            format!("directory removed before we read it: {}", path.display()),
+                        );
                         continue;
                     }
                     Err(e) => return Err(Error::io("cannot list the directory", &path, e)),
@@ -299,7 +313,10 @@ impl<W: Write> ArchiveWriter<W> {
                     match std::fs::symlink_metadata(&p) {
                         Ok(m) => children.push((p, m)),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            self.warn(progress, format!("file removed before we read it: {}", p.display()));
+                            self.warn(
+                                progress,
+                                format!("file removed before we read it: {}", p.display()),
+                            );
                         }
                         Err(e) => return Err(Error::io("cannot read", &p, e)),
                     }
@@ -317,7 +334,13 @@ impl<W: Write> ArchiveWriter<W> {
             } else if ft.is_file() {
                 self.append_file(&path, &name, &meta, progress)?;
             } else {
-                self.warn(progress, format!("skipped special file (socket, FIFO or device): {}", path.display()));
+                self.warn(
+                    progress,
+                    format!(
+                        "skipped special file (socket, FIFO or device): {}",
+                        path.display()
+                    ),
+                );
             }
         }
         Ok(())
@@ -328,7 +351,13 @@ impl<W: Write> ArchiveWriter<W> {
     ///
     /// # Errors
     /// When reading `data` or writing the archive fails, or `data` ends early.
-    pub fn append_stream(&mut self, name: &str, size: u64, mode: u32, data: &mut dyn Read) -> Result<()> {
+    pub fn append_stream(
+        &mut self,
+        name: &str,
+        size: u64,
+        mode: u32,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(mode);
@@ -342,8 +371,11 @@ impl<W: Write> ArchiveWriter<W> {
         };
         if let Err(e) = self.tar.append_data(&mut h, name, &mut r) {
             return Err(if r.read_failed {
-                Error::new(ErrorKind::SourceFailed, format!("cannot read the data for {name}"))
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::SourceFailed,
+                    format!("cannot read the data for {name}"),
+                )
+                .with_source(e)
             } else {
                 write_err(e)
             });
@@ -375,7 +407,12 @@ impl<W: Write> ArchiveWriter<W> {
         h
     }
 
-    fn append_header_only(&mut self, name: &Path, meta: &Metadata, kind: tar::EntryType) -> Result<()> {
+    fn append_header_only(
+        &mut self,
+        name: &Path,
+        meta: &Metadata,
+        kind: tar::EntryType,
+    ) -> Result<()> {
         let mut h = self.header(meta, kind);
         self.tar
             .append_data(&mut h, name, io::empty())
@@ -384,13 +421,21 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn append_file(&mut self, path: &Path, name: &Path, meta: &Metadata, progress: &dyn Progress) -> Result<()> {
+    fn append_file(
+        &mut self,
+        path: &Path,
+        name: &Path,
+        meta: &Metadata,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         if meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
                 let first = first.clone();
                 let mut h = self.header(meta, tar::EntryType::Link);
-                self.tar.append_link(&mut h, name, &first).map_err(write_err)?;
+                self.tar
+                    .append_link(&mut h, name, &first)
+                    .map_err(write_err)?;
                 self.stats.entries += 1;
                 return Ok(());
             }
@@ -399,7 +444,10 @@ impl<W: Write> ArchiveWriter<W> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.warn(progress, format!("file removed before we read it: {}", path.display()));
+                self.warn(
+                    progress,
+                    format!("file removed before we read it: {}", path.display()),
+                );
                 return Ok(());
             }
             Err(e) => return Err(Error::io("cannot open the file to archive", path, e)),
@@ -420,13 +468,26 @@ impl<W: Write> ArchiveWriter<W> {
             });
         }
         let changed = match std::fs::symlink_metadata(path) {
-            Ok(after) => after.len() != size || after.mtime() != meta.mtime() || after.mtime_nsec() != meta.mtime_nsec(),
+            Ok(after) => {
+                after.len() != size
+                    || after.mtime() != meta.mtime()
+                    || after.mtime_nsec() != meta.mtime_nsec()
+            }
             Err(_) => true,
         };
         if r.short {
-            self.warn(progress, format!("file shrank while we read it (padded with zeros): {}", path.display()));
+            self.warn(
+                progress,
+                format!(
+                    "file shrank while we read it (padded with zeros): {}",
+                    path.display()
+                ),
+            );
         } else if changed {
-            self.warn(progress, format!("file changed as we read it: {}", path.display()));
+            self.warn(
+                progress,
+                format!("file changed as we read it: {}", path.display()),
+            );
         }
         self.stats.entries += 1;
         self.stats.files += 1;

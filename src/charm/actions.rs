@@ -40,7 +40,10 @@ fn open_store(config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
 
 fn log_warnings(ctx: &Context, warnings: &[String]) {
     if !warnings.is_empty() {
-        ctx.log(&format!("{} warning(s); the archive is complete but these files may be inconsistent", warnings.len()));
+        ctx.log(&format!(
+            "{} warning(s); the archive is complete but these files may be inconsistent",
+            warnings.len()
+        ));
     }
 }
 
@@ -95,7 +98,11 @@ impl Action for Snapshot {
         let options = snapshot_options(ctx, &config)?;
         let target = PathBuf::from(&p.target);
         if !target.is_absolute() {
-            return Err(Error::invalid(format!("target {:?} must be an absolute directory", p.target)).into());
+            return Err(Error::invalid(format!(
+                "target {:?} must be an absolute directory",
+                p.target
+            ))
+            .into());
         }
         let name = snapshot_file_name(ctx.juju().app_name(), options.compression);
         let progress = ActionProgress::new(ctx);
@@ -188,12 +195,26 @@ impl Action for Restore {
             let store = open_store(&config)?;
             let meta = read_metadata(store.as_ref(), id)?;
             if !meta.status.starts_with("finished") {
-                return Err(Error::new(ErrorKind::InvalidInput, format!("backup {id} is not finished (status: {}): pick another with list-backups", meta.status)).into());
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "backup {id} is not finished (status: {}): pick another with list-backups",
+                        meta.status
+                    ),
+                )
+                .into());
             }
-            if let Some(e) = &expected {
-                if !e.eq_ignore_ascii_case(&meta.sha256) {
-                    return Err(Error::new(ErrorKind::Integrity, format!("backup {id} has sha256 {}, not the {e} you gave", meta.sha256)).into());
-                }
+            if let Some(e) = &expected
+                && !e.eq_ignore_ascii_case(&meta.sha256)
+            {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "backup {id} has sha256 {}, not the {e} you gave",
+                        meta.sha256
+                    ),
+                )
+                .into());
             }
             expected = Some(meta.sha256.clone());
             PathBuf::from(store.url(&meta.archive))
@@ -203,21 +224,27 @@ impl Action for Restore {
             ctx.log("no backup-id or path given: restoring the attached snapshot resource");
             ctx.resource("snapshot")?
         };
-        let mut options = RestoreOptions::default();
-        options.expected_sha256 = expected;
-        options.allowed_paths = config.paths();
-        options.save_existing_to = (!p.skip_backup).then(|| PathBuf::from(&p.target));
-        options.name_prefix = ctx.juju().app_name().to_string();
-        options.compression = config.compression()?;
-        options.services = config.services();
-        options.state_dir = state_dir(ctx);
-        options.unit = ctx.juju().workload_unit().to_string();
-        options.limits = Limits::default();
+        let options = RestoreOptions {
+            expected_sha256: expected,
+            allowed_paths: config.paths(),
+            save_existing_to: (!p.skip_backup).then(|| PathBuf::from(&p.target)),
+            name_prefix: ctx.juju().app_name().to_string(),
+            compression: config.compression()?,
+            services: config.services(),
+            state_dir: state_dir(ctx),
+            unit: ctx.juju().workload_unit().to_string(),
+            limits: Limits::default(),
+        };
         let progress = ActionProgress::new(ctx);
         let stats = restore(&source, &options, &progress)?;
         ctx.log(&format!(
             "restored {} from {} in {:.1}s",
-            stats.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            stats
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             source.display(),
             stats.elapsed.as_secs_f64()
         ));
@@ -225,7 +252,12 @@ impl Action for Restore {
             restore: RestoreResult {
                 source: source.display().to_string(),
                 sha256: stats.archive.sha256,
-                paths: stats.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                paths: stats
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 bytes: stats.extracted.bytes_written,
             },
             backup: stats.saved.map(|s| SavedResult {
@@ -241,7 +273,13 @@ fn read_metadata(store: &dyn Store, id: &str) -> Result<BackupMetadata, BoxError
     let mut buf = Vec::new();
     let mut r = store.open(&key).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
-            Error::new(ErrorKind::NotFound, format!("no backup {id} in {}: run list-backups to see the ids", store.name()))
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no backup {id} in {}: run list-backups to see the ids",
+                    store.name()
+                ),
+            )
         } else {
             e
         }
@@ -296,16 +334,21 @@ impl Action for CreateBackup {
     type Params = CreateBackupParams;
     type Results = CreateBackupResults;
 
-    fn run(&self, ctx: &mut Context, p: CreateBackupParams) -> Result<CreateBackupResults, BoxError> {
+    fn run(
+        &self,
+        ctx: &mut Context,
+        p: CreateBackupParams,
+    ) -> Result<CreateBackupResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
         let store = open_store(&config)?;
-        let mut options = CreateBackupOptions::default();
-        options.snapshot = snapshot_options(ctx, &config)?;
-        options.kind = p.kind;
-        options.notes = p.notes;
-        options.name_prefix = ctx.juju().app_name().to_string();
-        options.model = ctx.juju().model_name.clone();
-        options.model_uuid = ctx.juju().model_uuid.clone();
+        let options = CreateBackupOptions {
+            snapshot: snapshot_options(ctx, &config)?,
+            kind: p.kind,
+            notes: p.notes,
+            name_prefix: ctx.juju().app_name().to_string(),
+            model: ctx.juju().model_name.clone(),
+            model_uuid: ctx.juju().model_uuid.clone(),
+        };
         let progress = ActionProgress::new(ctx);
         let stats = create_backup(store.as_ref(), &options, &progress)?;
         log_warnings(ctx, &stats.archive.warnings);

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::Result;
 use crate::archive::{Compression, Excludes};
 use crate::juju::{Context, Status};
-use crate::Result;
 
 /// `config.yaml`, as `config-get` returns it.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,7 +95,10 @@ impl CharmConfig {
             ));
         }
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
-            return Some(Status::Blocked(format!("paths: {:?} is not absolute", p.display().to_string())));
+            return Some(Status::Blocked(format!(
+                "paths: {:?} is not absolute",
+                p.display().to_string()
+            )));
         }
         if let Err(e) = crate::commands::snapshot::check_paths(&paths) {
             return Some(match e.kind() {

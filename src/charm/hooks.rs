@@ -15,7 +15,9 @@ pub const S3_REQUIRED: [&str; 3] = ["bucket", "access-key", "secret-key"];
 pub fn handle(ctx: &mut Context, hook: &str) -> Result<(), BoxError> {
     let config = CharmConfig::read(ctx)?;
     let status = status_for(ctx, &config)?;
-    if matches!(hook, "install" | "config-changed" | "upgrade-charm") && !matches!(status, Status::Blocked(_)) {
+    if matches!(hook, "install" | "config-changed" | "upgrade-charm")
+        && !matches!(status, Status::Blocked(_))
+    {
         create_private_dir(std::path::Path::new(&config.local_store))?;
     }
     ctx.set_status(&status)?;
@@ -46,12 +48,19 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         }
         note = format!(
             " (bucket {} is related; this version keeps backups in the local store)",
-            rel.data.get("bucket").map(String::as_str).unwrap_or_default()
+            rel.data
+                .get("bucket")
+                .map(String::as_str)
+                .unwrap_or_default()
         );
     }
     Ok(Status::Active(format!(
         "backing up {} to {}{note}",
-        config.paths.split_whitespace().collect::<Vec<_>>().join(" "),
+        config
+            .paths
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
         config.local_store
     )))
 }

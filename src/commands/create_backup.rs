@@ -104,7 +104,16 @@ pub fn probe(store: &dyn Store) -> Result<()> {
     store
         .put(&key, b"probe")
         .and_then(|()| store.delete(&key))
-        .map_err(|e| Error::new(e.kind(), format!("the backup store {} cannot be written: {}", store.name(), chain(&e))))
+        .map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "the backup store {} cannot be written: {}",
+                    store.name(),
+                    chain(&e)
+                ),
+            )
+        })
 }
 
 /// Creates a backup in `store`.
@@ -112,7 +121,11 @@ pub fn probe(store: &dyn Store) -> Result<()> {
 /// # Errors
 /// When the store cannot be written or a path cannot be read; a failed backup gets a metadata
 /// sidecar saying `failed: <why>` when the store still accepts it.
-pub fn create_backup(store: &dyn Store, options: &CreateBackupOptions, progress: &dyn Progress) -> Result<CreateBackupStats> {
+pub fn create_backup(
+    store: &dyn Store,
+    options: &CreateBackupOptions,
+    progress: &dyn Progress,
+) -> Result<CreateBackupStats> {
     crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
     progress.step(&format!("checking the backup store {}", store.name()));
     probe(store)?;
@@ -120,12 +133,18 @@ pub fn create_backup(store: &dyn Store, options: &CreateBackupOptions, progress:
     let mut id = format_time(started);
     if !store.list(&format!("{BACKUP_PREFIX}{id}/"))?.is_empty() {
         // Ids have one-second resolution: wait for the next one.
-        std::thread::sleep(std::time::Duration::from_millis(1000 - (started.subsec_millisecond().max(0) as u64)));
+        std::thread::sleep(std::time::Duration::from_millis(
+            1000 - (started.subsec_millisecond().max(0) as u64),
+        ));
         started = now();
         id = format_time(started);
     }
     let c: Compression = options.snapshot.compression;
-    let archive_key = format!("{BACKUP_PREFIX}{id}/{}-backup.{}", options.name_prefix, c.extension());
+    let archive_key = format!(
+        "{BACKUP_PREFIX}{id}/{}-backup.{}",
+        options.name_prefix,
+        c.extension()
+    );
     let manifest = manifest_for(&options.snapshot);
     let mut meta = BackupMetadata {
         id: id.clone(),
@@ -148,7 +167,8 @@ pub fn create_backup(store: &dyn Store, options: &CreateBackupOptions, progress:
     let t0 = Instant::now();
     let result = store.create(&archive_key).and_then(|w| {
         let (mut w, stats) = write_archive(w, &options.snapshot, progress)?;
-        w.flush().map_err(|e| Error::new(ErrorKind::Other, "cannot write the backup").with_source(e))?;
+        w.flush()
+            .map_err(|e| Error::new(ErrorKind::Other, "cannot write the backup").with_source(e))?;
         w.commit()?;
         Ok(stats)
     });
@@ -158,8 +178,9 @@ pub fn create_backup(store: &dyn Store, options: &CreateBackupOptions, progress:
             meta.status = "finished".into();
             meta.size = stats.bytes_written;
             meta.sha256 = stats.sha256.clone();
-            let json = serde_json::to_vec_pretty(&meta)
-                .map_err(|e| Error::new(ErrorKind::Other, "cannot encode metadata").with_source(e))?;
+            let json = serde_json::to_vec_pretty(&meta).map_err(|e| {
+                Error::new(ErrorKind::Other, "cannot encode metadata").with_source(e)
+            })?;
             store.put(&meta_key, &json)?;
             let _ = t0;
             Ok(CreateBackupStats {

@@ -126,7 +126,15 @@ impl ListBackupsStats {
             "s3" => format!("Storage bucket name: {}", self.store_name),
             _ => format!("Local directory: {}", self.store_name),
         };
-        let header = ["backup-id", "type", "status", "size", "started", "finished", "backup-path"];
+        let header = [
+            "backup-id",
+            "type",
+            "status",
+            "size",
+            "started",
+            "finished",
+            "backup-path",
+        ];
         let rows: Vec<[String; 7]> = self
             .backups
             .iter()
@@ -153,7 +161,13 @@ impl ListBackupsStats {
             cells
                 .iter()
                 .enumerate()
-                .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<w$}", w = widths[i]) })
+                .map(|(i, c)| {
+                    if i == last {
+                        c.to_string()
+                    } else {
+                        format!("{c:<w$}", w = widths[i])
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" | ")
         };

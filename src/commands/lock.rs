@@ -35,7 +35,11 @@ impl OperationLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another operation" } else { holder };
+                let holder = if holder.is_empty() {
+                    "another operation"
+                } else {
+                    holder
+                };
                 return Err(Error::new(
                     ErrorKind::Busy,
                     format!(
@@ -52,7 +56,8 @@ impl OperationLock {
         );
         file.set_len(0).at("cannot write the lock file", &path)?;
         file.rewind().at("cannot write the lock file", &path)?;
-        file.write_all(stamp.as_bytes()).at("cannot write the lock file", &path)?;
+        file.write_all(stamp.as_bytes())
+            .at("cannot write the lock file", &path)?;
         Ok(OperationLock { _file: file })
     }
 }

@@ -58,7 +58,10 @@ pub struct RestoreStats {
 }
 
 fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.charm-backup-{tag}"))
 }
 
@@ -80,7 +83,13 @@ fn systemctl(verb: &str, units: &[String]) -> Result<()> {
         .arg(verb)
         .args(units)
         .output()
-        .map_err(|e| Error::new(ErrorKind::SourceFailed, format!("cannot run systemctl {verb}")).with_source(e))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::SourceFailed,
+                format!("cannot run systemctl {verb}"),
+            )
+            .with_source(e)
+        })?;
     if !out.status.success() {
         return Err(Error::new(
             ErrorKind::SourceFailed,
@@ -101,7 +110,11 @@ fn systemctl(verb: &str, units: &[String]) -> Result<()> {
 /// checksum or archive; [`ErrorKind::InvalidInput`] when the archive holds paths this unit does
 /// not back up. Any failure before the swap leaves the data as it was; a failure during the
 /// swap puts the old data back.
-pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreStats> {
+pub fn restore(
+    archive: &Path,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreStats> {
     let start = Instant::now();
     let _lock = OperationLock::acquire(&options.state_dir, "restore")?;
     progress.step(&format!("verifying {}", archive.display()));
@@ -122,7 +135,12 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
             return Err(Error::invalid(format!(
                 "the archive holds {:?}, which is not in the paths option ({}): refusing to write there",
                 r.display().to_string(),
-                options.allowed_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+                options
+                    .allowed_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )));
         }
     }
@@ -131,7 +149,11 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
         ..Default::default()
     };
     if let Some(target) = &options.save_existing_to {
-        let existing: Vec<PathBuf> = roots.iter().filter(|r| fs::symlink_metadata(r).is_ok()).cloned().collect();
+        let existing: Vec<PathBuf> = roots
+            .iter()
+            .filter(|r| fs::symlink_metadata(r).is_ok())
+            .cloned()
+            .collect();
         if !existing.is_empty() {
             progress.step(&format!("saving the existing data to {}", target.display()));
             let mut so = SnapshotOptions::new(existing);
@@ -144,7 +166,13 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
                 options.compression.extension()
             );
             let saved = snapshot(target, &name, &so, progress).map_err(|e| {
-                Error::new(e.kind(), format!("cannot save the existing data first, so nothing was restored: {}", chain(&e)))
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot save the existing data first, so nothing was restored: {}",
+                        chain(&e)
+                    ),
+                )
             })?;
             stats.saved = Some(saved);
         }
@@ -166,12 +194,18 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
         Ok(x) => stats.extracted = x,
         Err(e) => {
             cleanup(&staging);
-            return Err(Error::new(e.kind(), format!("extraction failed, nothing was changed: {}", chain(&e))));
+            return Err(Error::new(
+                e.kind(),
+                format!("extraction failed, nothing was changed: {}", chain(&e)),
+            ));
         }
     }
     // A root the archive has no entry for (excluded or vanished) gets an empty staging
     // directory only if it was a directory; otherwise it is left alone.
-    let present: Vec<bool> = staging.iter().map(|s| fs::symlink_metadata(s).is_ok()).collect();
+    let present: Vec<bool> = staging
+        .iter()
+        .map(|s| fs::symlink_metadata(s).is_ok())
+        .collect();
     if let Err(e) = systemctl("stop", &options.services) {
         cleanup(&staging);
         let _ = systemctl("start", &options.services);
@@ -195,7 +229,11 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
         match step() {
             Ok(()) => done.push(i),
             Err(e) => {
-                failure = Some(Error::io("cannot swap the restored data in; the old data was put back", r, e));
+                failure = Some(Error::io(
+                    "cannot swap the restored data in; the old data was put back",
+                    r,
+                    e,
+                ));
                 break;
             }
         }
@@ -216,8 +254,15 @@ pub fn restore(archive: &Path, options: &RestoreOptions, progress: &dyn Progress
     for r in &roots {
         let _ = remove_any(&sibling(r, "old"));
     }
-    systemctl("start", &options.services)
-        .map_err(|e| Error::new(e.kind(), format!("the data was restored, but the services did not start: {}", chain(&e))))?;
+    systemctl("start", &options.services).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!(
+                "the data was restored, but the services did not start: {}",
+                chain(&e)
+            ),
+        )
+    })?;
     stats.archive = info;
     stats.elapsed = start.elapsed();
     Ok(stats)

@@ -53,10 +53,16 @@ pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
         tool: format!("charm-backup {}", env!("CARGO_PKG_VERSION")),
         host: host_name(),
         unit: options.unit.clone(),
-        started: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        started: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
         sources: vec![SourceInfo {
             kind: "paths".into(),
-            paths: options.paths.iter().map(|p| p.display().to_string()).collect(),
+            paths: options
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             exclude: options.exclude.clone(),
             details: Default::default(),
         }],
@@ -75,15 +81,24 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
     }
     for p in paths {
         if !p.is_absolute() {
-            return Err(Error::invalid(format!("path {:?} in the paths option is not absolute", p.display().to_string())));
+            return Err(Error::invalid(format!(
+                "path {:?} in the paths option is not absolute",
+                p.display().to_string()
+            )));
         }
         if p.components().any(|c| c == std::path::Component::ParentDir) || p == Path::new("/") {
-            return Err(Error::invalid(format!("path {:?} in the paths option is not allowed", p.display().to_string())));
+            return Err(Error::invalid(format!(
+                "path {:?} in the paths option is not allowed",
+                p.display().to_string()
+            )));
         }
         if std::fs::symlink_metadata(p).is_err() {
             return Err(Error::new(
                 ErrorKind::NotFound,
-                format!("path {:?} in the paths option does not exist", p.display().to_string()),
+                format!(
+                    "path {:?} in the paths option does not exist",
+                    p.display().to_string()
+                ),
             ));
         }
         for q in paths {
@@ -103,10 +118,18 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
 ///
 /// # Errors
 /// When a path cannot be read or the output cannot be written.
-pub fn write_archive<W: std::io::Write>(out: W, options: &SnapshotOptions, progress: &dyn Progress) -> Result<(W, ArchiveStats)> {
+pub fn write_archive<W: std::io::Write>(
+    out: W,
+    options: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<(W, ArchiveStats)> {
     check_paths(&options.paths)?;
     let excludes = Excludes::new(&options.exclude)?;
-    let mut w = ArchiveWriter::create(out, &manifest_for(options), &ArchiveOptions::with_compression(options.compression))?;
+    let mut w = ArchiveWriter::create(
+        out,
+        &manifest_for(options),
+        &ArchiveOptions::with_compression(options.compression),
+    )?;
     for p in &options.paths {
         progress.step(&format!("archiving {}", p.display()));
         w.append_tree(p, &excludes, progress)?;
@@ -129,7 +152,12 @@ pub fn snapshot_file_name(prefix: &str, compression: Compression) -> String {
 /// # Errors
 /// As [`write_archive`], plus when the target directory cannot be created or written; no
 /// partial file is left under the final name.
-pub fn snapshot(target_dir: &Path, file_name: &str, options: &SnapshotOptions, progress: &dyn Progress) -> Result<SnapshotStats> {
+pub fn snapshot(
+    target_dir: &Path,
+    file_name: &str,
+    options: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotStats> {
     let start = Instant::now();
     let out = AtomicFile::create(&target_dir.join(file_name))?;
     let (buf, archive) = write_archive(BufWriter::with_capacity(1 << 20, out), options, progress)?;

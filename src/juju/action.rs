@@ -339,7 +339,10 @@ pub struct Charm {
 impl std::fmt::Debug for Charm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Charm")
-            .field("actions", &self.actions.iter().map(|a| a.name()).collect::<Vec<_>>())
+            .field(
+                "actions",
+                &self.actions.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -357,7 +360,10 @@ impl Charm {
     }
 
     /// Sets the handler every hook goes to.
-    pub fn hooks(mut self, f: impl Fn(&mut Context, &str) -> Result<(), BoxError> + 'static) -> Self {
+    pub fn hooks(
+        mut self,
+        f: impl Fn(&mut Context, &str) -> Result<(), BoxError> + 'static,
+    ) -> Self {
         self.hooks = Some(Box::new(f));
         self
     }

@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn app_and_workload_unit() {
-        let c = ctx(&[("JUJU_UNIT_NAME", "charm-backup/3"), ("JUJU_PRINCIPAL_UNIT", "etcd/0")]);
+        let c = ctx(&[
+            ("JUJU_UNIT_NAME", "charm-backup/3"),
+            ("JUJU_PRINCIPAL_UNIT", "etcd/0"),
+        ]);
         assert_eq!(c.app_name(), "charm-backup");
         assert_eq!(c.workload_unit(), "etcd/0");
     }

@@ -23,7 +23,8 @@ pub const MAX_ARG_BYTES: usize = 32 * 4096 - 1;
 const ACTION_SET_BATCH_BYTES: usize = 96 * 1024;
 
 /// Keys Juju fills itself after the action exits; `action-set` refuses them in any segment.
-pub const RESERVED_RESULT_KEYS: [&str; 4] = ["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
+pub const RESERVED_RESULT_KEYS: [&str; 4] =
+    ["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
 
 /// What a hook tool printed and how it exited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,7 +105,10 @@ impl Status {
     /// The message shown beside the status.
     pub fn message(&self) -> &str {
         match self {
-            Status::Active(m) | Status::Blocked(m) | Status::Waiting(m) | Status::Maintenance(m) => m,
+            Status::Active(m)
+            | Status::Blocked(m)
+            | Status::Waiting(m)
+            | Status::Maintenance(m) => m,
         }
     }
 }
@@ -194,8 +198,11 @@ impl HookTools {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&out).map_err(|e| {
-            Error::new(ErrorKind::Other, format!("{tool} printed output that is not JSON"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Other,
+                format!("{tool} printed output that is not JSON"),
+            )
+            .with_source(e)
         })
     }
 
@@ -312,7 +319,10 @@ impl HookTools {
     /// # Errors
     /// When the tool fails.
     pub fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>> {
-        let v = self.call_json("relation-ids", vec!["--format=json".into(), endpoint.into()])?;
+        let v = self.call_json(
+            "relation-ids",
+            vec!["--format=json".into(), endpoint.into()],
+        )?;
         Ok(strings(v))
     }
 

@@ -29,10 +29,10 @@ impl Write for LocalWriter {
 
 impl ObjectWriter for LocalWriter {
     fn commit(self: Box<Self>) -> Result<()> {
-        let f = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::new(ErrorKind::Other, "cannot write to the local store").with_source(e.into_error()))?;
+        let f = self.out.into_inner().map_err(|e| {
+            Error::new(ErrorKind::Other, "cannot write to the local store")
+                .with_source(e.into_error())
+        })?;
         f.commit().map(drop)
     }
 }
@@ -59,7 +59,9 @@ impl LocalStore {
         let rel = Path::new(key);
         if key.is_empty()
             || rel.is_absolute()
-            || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
             return Err(Error::invalid(format!("invalid store key {key:?}")));
         }
@@ -88,7 +90,9 @@ impl Store for LocalStore {
     }
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let p = self.path(key)?;
-        Ok(Box::new(File::open(&p).at("cannot open in the local store", &p)?))
+        Ok(Box::new(
+            File::open(&p).at("cannot open in the local store", &p)?,
+        ))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let mut out = Vec::new();
@@ -113,7 +117,10 @@ impl Store for LocalStore {
                     .to_string_lossy()
                     .into_owned();
                 if meta.is_dir() {
-                    if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) || prefix.is_empty() {
+                    if prefix.starts_with(&format!("{key}/"))
+                        || key.starts_with(prefix)
+                        || prefix.is_empty()
+                    {
                         stack.push(p);
                     }
                 } else if key.starts_with(prefix) {
@@ -134,10 +141,10 @@ impl Store for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("cannot delete from the local store", &p, e)),
         }
-        if let Some(parent) = p.parent() {
-            if parent != self.root {
-                let _ = std::fs::remove_dir(parent);
-            }
+        if let Some(parent) = p.parent()
+            && parent != self.root
+        {
+            let _ = std::fs::remove_dir(parent);
         }
         Ok(())
     }

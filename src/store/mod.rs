@@ -80,8 +80,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// As [`Store::create`] and [`ObjectWriter::commit`].
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         let mut w = self.create(key)?;
-        w.write_all(data)
-            .map_err(|e| crate::Error::new(crate::ErrorKind::Other, format!("cannot write {key}")).with_source(e))?;
+        w.write_all(data).map_err(|e| {
+            crate::Error::new(crate::ErrorKind::Other, format!("cannot write {key}")).with_source(e)
+        })?;
         w.commit()
     }
 }

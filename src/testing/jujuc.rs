@@ -233,7 +233,10 @@ fn parse(args: &[String], spec: &[&Flag]) -> std::result::Result<Parsed, Fail> {
             p.args.push(a.clone());
         }
     }
-    if p.flags.get("format").is_some_and(|f| !matches!(f.as_str(), "smart" | "yaml" | "json")) {
+    if p.flags
+        .get("format")
+        .is_some_and(|f| !matches!(f.as_str(), "smart" | "yaml" | "json"))
+    {
         let f = &p.flags["format"];
         return usage(format!(
             "invalid value {} for option --format: unknown format {}",
@@ -389,7 +392,10 @@ impl FakeAgent {
     fn action_get(&self, args: &[String]) -> std::result::Result<String, Fail> {
         let p = parse(args, &[&FORMAT, &OUTPUT])?;
         if p.args.len() > 1 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[1..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[1..])
+            ));
         }
         let st = self.lock();
         let Some(params) = &st.params else {
@@ -411,7 +417,10 @@ impl FakeAgent {
         let mut pairs = Vec::new();
         for a in &p.args {
             let Some((k, v)) = a.split_once('=') else {
-                return usage(format!("argument {} must be of the form key...=value", go_quote(a)));
+                return usage(format!(
+                    "argument {} must be of the form key...=value",
+                    go_quote(a)
+                ));
             };
             check_result_key(k).map_err(|e| Fail::Usage(Usage(e.to_string())))?;
             pairs.push((k.to_string(), v.to_string()));
@@ -430,7 +439,10 @@ impl FakeAgent {
     fn action_fail(&self, args: &[String]) -> std::result::Result<String, Fail> {
         let p = parse(args, &[])?;
         if p.args.len() > 1 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[1..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[1..])
+            ));
         }
         let mut st = self.lock();
         if st.params.is_none() {
@@ -489,7 +501,10 @@ impl FakeAgent {
             ));
         }
         if p.args.len() > 2 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[2..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[2..])
+            ));
         }
         let msg = p.args.get(1).cloned().unwrap_or_default();
         let mut st = self.lock();
@@ -520,7 +535,11 @@ impl FakeAgent {
         let level = if p.has("debug") {
             "DEBUG".to_string()
         } else {
-            let l = p.flags.get("l").map_or("INFO", String::as_str).to_ascii_uppercase();
+            let l = p
+                .flags
+                .get("l")
+                .map_or("INFO", String::as_str)
+                .to_ascii_uppercase();
             match l.as_str() {
                 "TRACE" | "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL" => l,
                 "WARN" => "WARNING".into(),
@@ -540,10 +559,16 @@ impl FakeAgent {
         };
         let p = parse(args, &[&FORMAT, &OUTPUT, &ALL])?;
         if p.args.len() > 1 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[1..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[1..])
+            ));
         }
         if let (Some(k), true) = (p.args.first(), p.has("a")) {
-            return usage(format!("cannot use argument --all together with key {}", go_quote(k)));
+            return usage(format!(
+                "cannot use argument --all together with key {}",
+                go_quote(k)
+            ));
         }
         let format = p.flags.get("format").map_or("smart", String::as_str);
         let st = self.lock();
@@ -575,7 +600,10 @@ impl FakeAgent {
             return usage("no endpoint name specified");
         };
         if p.args.len() > 1 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[1..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[1..])
+            ));
         }
         let format = p.flags.get("format").map_or("smart", String::as_str);
         let mut ids: Vec<String> = self
@@ -653,7 +681,10 @@ impl FakeAgent {
         };
         let rel = self.find_relation(&st, id)?;
         if p.args.len() > 2 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[2..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[2..])
+            ));
         }
         let key = p.args.first().map_or("-", String::as_str);
         let Some(member) = p.args.get(1) else {
@@ -663,18 +694,27 @@ impl FakeAgent {
         let data = if app {
             let app_name = member.split('/').next().unwrap_or(member);
             if app_name != rel.app {
-                return run_err(format!("permission denied: cannot read application {app_name:?}"));
+                return run_err(format!(
+                    "permission denied: cannot read application {app_name:?}"
+                ));
             }
             rel.app_data.clone()
         } else {
             if !member.contains('/') {
-                return usage(format!("expected unit name, got application name {}", go_quote(member)));
+                return usage(format!(
+                    "expected unit name, got application name {}",
+                    go_quote(member)
+                ));
             }
             rel.unit_data.get(member).cloned().unwrap_or_default()
         };
         let format = p.flags.get("format").map_or("smart", String::as_str);
         let v = if key == "-" {
-            Value::Object(data.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            Value::Object(
+                data.into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
         } else {
             data.get(key).cloned().map_or(Value::Null, Value::String)
         };
@@ -687,7 +727,10 @@ impl FakeAgent {
             return usage("missing required resource name");
         };
         if p.args.len() > 1 {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args[1..])));
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&p.args[1..])
+            ));
         }
         let st = self.lock();
         match st.resources.get(name) {
@@ -735,19 +778,40 @@ mod tests {
 
     #[test]
     fn action_get_formats_match_juju() {
-        let a = agent_in_action(serde_json::json!({"outfile": {"type": {"1": "raw"}}, "s": "foo", "b": true, "e": ""}));
+        let a = agent_in_action(
+            serde_json::json!({"outfile": {"type": {"1": "raw"}}, "s": "foo", "b": true, "e": ""}),
+        );
         assert_eq!(call(&a, "action-get", &["s"]).1, "foo\n");
-        assert_eq!(call(&a, "action-get", &["--format=json", "s"]).1, "\"foo\"\n");
+        assert_eq!(
+            call(&a, "action-get", &["--format=json", "s"]).1,
+            "\"foo\"\n"
+        );
         assert_eq!(call(&a, "action-get", &["b"]).1, "True\n");
-        assert_eq!(call(&a, "action-get", &["--format", "yaml", "b"]).1, "true\n");
+        assert_eq!(
+            call(&a, "action-get", &["--format", "yaml", "b"]).1,
+            "true\n"
+        );
         assert_eq!(call(&a, "action-get", &["e"]).1, "");
         assert_eq!(call(&a, "action-get", &["--format=yaml", "e"]).1, "\"\"\n");
-        assert_eq!(call(&a, "action-get", &["missing"]), (0, String::new(), String::new()));
-        assert_eq!(call(&a, "action-get", &["--format=json", "missing"]).1, "null\n");
-        assert_eq!(call(&a, "action-get", &["--format=json", "outfile.type"]).1, "{\"1\":\"raw\"}\n");
+        assert_eq!(
+            call(&a, "action-get", &["missing"]),
+            (0, String::new(), String::new())
+        );
+        assert_eq!(
+            call(&a, "action-get", &["--format=json", "missing"]).1,
+            "null\n"
+        );
+        assert_eq!(
+            call(&a, "action-get", &["--format=json", "outfile.type"]).1,
+            "{\"1\":\"raw\"}\n"
+        );
         assert_eq!(
             call(&a, "action-get", &["a", "keys"]),
-            (2, String::new(), "ERROR unrecognized args: [\"keys\"]\n".into())
+            (
+                2,
+                String::new(),
+                "ERROR unrecognized args: [\"keys\"]\n".into()
+            )
         );
         assert_eq!(
             call(&a, "action-get", &["--format=x"]).2,
@@ -762,16 +826,38 @@ mod tests {
     #[test]
     fn action_set_merges_like_juju() {
         let a = agent_in_action(Value::Object(Map::new()));
-        assert_eq!(call(&a, "action-set", &["outfile.size=10G", "foo.bar=2", "foo.baz.val=3"]).0, 0);
-        assert_eq!(call(&a, "action-set", &["foo.bar.zab=4", "foo.baz=1", "a=b=c", "e="]).0, 0);
+        assert_eq!(
+            call(
+                &a,
+                "action-set",
+                &["outfile.size=10G", "foo.bar=2", "foo.baz.val=3"]
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            call(
+                &a,
+                "action-set",
+                &["foo.bar.zab=4", "foo.baz=1", "a=b=c", "e="]
+            )
+            .0,
+            0
+        );
         assert_eq!(
             Value::Object(a.state().results),
             serde_json::json!({"outfile": {"size": "10G"}, "foo": {"bar": {"zab": "4"}, "baz": "1"}, "a": "b=c", "e": ""})
         );
         let (code, _, err) = call(&a, "action-set", &["ok=1", "Bad=2"]);
         assert_eq!(code, 2);
-        assert!(err.starts_with("ERROR key \"Bad\" must start and end"), "{err}");
-        assert!(a.state().results.get("ok").is_none(), "a rejected call sets nothing");
+        assert!(
+            err.starts_with("ERROR key \"Bad\" must start and end"),
+            "{err}"
+        );
+        assert!(
+            a.state().results.get("ok").is_none(),
+            "a rejected call sets nothing"
+        );
         assert_eq!(
             call(&a, "action-set", &["a.stderr=1"]).2,
             "ERROR cannot set reserved action key \"stderr\"\n"
@@ -780,9 +866,18 @@ mod tests {
             call(&a, "action-set", &["result"]).2,
             "ERROR argument \"result\" must be of the form key...=value\n"
         );
-        assert_eq!(call(&a, "action-set", &["-x=1"]).2, "ERROR option provided but not defined: -x\n");
-        assert_eq!(call(&a, "action-set", &["-foo=1"]).2, "ERROR option provided but not defined: -f\n");
-        assert_eq!(call(&a, "action-set", &["--foo=1"]).2, "ERROR option provided but not defined: --foo\n");
+        assert_eq!(
+            call(&a, "action-set", &["-x=1"]).2,
+            "ERROR option provided but not defined: -x\n"
+        );
+        assert_eq!(
+            call(&a, "action-set", &["-foo=1"]).2,
+            "ERROR option provided but not defined: -f\n"
+        );
+        assert_eq!(
+            call(&a, "action-set", &["--foo=1"]).2,
+            "ERROR option provided but not defined: --foo\n"
+        );
         assert_eq!(call(&a, "action-set", &[]).0, 0);
     }
 
@@ -797,7 +892,10 @@ mod tests {
             a.state().fail_message,
             "action failed without reason given, check action for errors"
         );
-        assert_eq!(call(&a, "action-log", &[]).2, "ERROR no message specified\n");
+        assert_eq!(
+            call(&a, "action-log", &[]).2,
+            "ERROR no message specified\n"
+        );
         call(&a, "action-log", &["--", "a", "b"]);
         assert_eq!(a.state().logs[0].message, "a b");
     }
@@ -818,7 +916,10 @@ mod tests {
     fn status_leader_config_relations_resources() {
         let a = FakeAgent::new(UnitState {
             unit: "charm-backup/0".into(),
-            config: serde_json::json!({"paths": "/etc", "none": null}).as_object().cloned().unwrap_or_default(),
+            config: serde_json::json!({"paths": "/etc", "none": null})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             relations: vec![FakeRelation {
                 id: 7,
                 endpoint: "s3-parameters".into(),
@@ -835,23 +936,57 @@ mod tests {
         );
         assert_eq!(call(&a, "status-set", &["blocked", "--", "set paths"]).0, 0);
         assert_eq!(a.state().status, ("blocked".into(), "set paths".into()));
-        assert_eq!(call(&a, "status-set", &["--application", "active"]).2, "ERROR this unit is not the leader\n");
+        assert_eq!(
+            call(&a, "status-set", &["--application", "active"]).2,
+            "ERROR this unit is not the leader\n"
+        );
         assert_eq!(call(&a, "is-leader", &[]).1, "False\n");
         assert_eq!(call(&a, "is-leader", &["--format=json"]).1, "false\n");
-        assert_eq!(call(&a, "config-get", &["--format=json"]).1, "{\"paths\":\"/etc\"}\n");
-        assert_eq!(call(&a, "config-get", &["paths"]).1, "/etc\n");
-        assert_eq!(call(&a, "config-get", &["--format=json", "nope"]).1, "null\n");
-        assert_eq!(call(&a, "relation-ids", &["--format=json", "s3-parameters"]).1, "[\"s3-parameters:7\"]\n");
-        assert_eq!(call(&a, "relation-ids", &["--format=json", "other"]).1, "[]\n");
-        assert_eq!(call(&a, "relation-list", &["--format=json", "-r", "s3-parameters:7", "--app"]).1, "\"s3-integrator\"\n");
         assert_eq!(
-            call(&a, "relation-get", &["--format=json", "-r", "7", "--app", "-", "s3-integrator"]).1,
+            call(&a, "config-get", &["--format=json"]).1,
+            "{\"paths\":\"/etc\"}\n"
+        );
+        assert_eq!(call(&a, "config-get", &["paths"]).1, "/etc\n");
+        assert_eq!(
+            call(&a, "config-get", &["--format=json", "nope"]).1,
+            "null\n"
+        );
+        assert_eq!(
+            call(&a, "relation-ids", &["--format=json", "s3-parameters"]).1,
+            "[\"s3-parameters:7\"]\n"
+        );
+        assert_eq!(
+            call(&a, "relation-ids", &["--format=json", "other"]).1,
+            "[]\n"
+        );
+        assert_eq!(
+            call(
+                &a,
+                "relation-list",
+                &["--format=json", "-r", "s3-parameters:7", "--app"]
+            )
+            .1,
+            "\"s3-integrator\"\n"
+        );
+        assert_eq!(
+            call(
+                &a,
+                "relation-get",
+                &["--format=json", "-r", "7", "--app", "-", "s3-integrator"]
+            )
+            .1,
             "{\"bucket\":\"b\"}\n"
         );
         assert_eq!(call(&a, "relation-get", &["-r", "9", "-", "x/0"]).0, 2);
         let (code, _, err) = call(&a, "resource-get", &["snapshot"]);
         assert_eq!(code, 1);
-        assert!(err.contains("resource#charm-backup/snapshot not found"), "{err}");
-        assert_eq!(call(&a, "resource-get", &[]).2, "ERROR missing required resource name\n");
+        assert!(
+            err.contains("resource#charm-backup/snapshot not found"),
+            "{err}"
+        );
+        assert_eq!(
+            call(&a, "resource-get", &[]).2,
+            "ERROR missing required resource name\n"
+        );
     }
 }

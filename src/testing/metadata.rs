@@ -129,7 +129,10 @@ impl ActionSpecs {
                     "invalid params schema for action schema {name}: {e}"
                 ))
             })?;
-            let description = schema["description"].as_str().unwrap_or_default().to_string();
+            let description = schema["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             specs.insert(
                 name.clone(),
                 ActionSpec {
@@ -312,7 +315,11 @@ pub fn parse_cli_params(args: &[String], string_args: bool) -> Result<Value> {
         } else {
             serde_norway::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.into()))
         };
-        let v = if v.is_null() && !value.trim().is_empty() && value.trim() != "null" && value.trim() != "~" {
+        let v = if v.is_null()
+            && !value.trim().is_empty()
+            && value.trim() != "null"
+            && value.trim() != "~"
+        {
             Value::String(value.into())
         } else {
             v
@@ -351,8 +358,15 @@ impl ConfigSpec {
         let mut options = BTreeMap::new();
         if let Some(opts) = doc.get("options").and_then(Value::as_object) {
             for (name, o) in opts {
-                let kind = o.get("type").and_then(Value::as_str).unwrap_or("string").to_string();
-                if !matches!(kind.as_str(), "string" | "int" | "float" | "boolean" | "secret") {
+                let kind = o
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("string")
+                    .to_string();
+                if !matches!(
+                    kind.as_str(),
+                    "string" | "int" | "float" | "boolean" | "secret"
+                ) {
                     return Err(Error::invalid(format!(
                         "option {name:?} has unknown type {kind:?}"
                     )));
@@ -393,7 +407,12 @@ impl ConfigSpec {
                 self.options.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let bad = || Error::invalid(format!("option {key:?} expected {}, got {value:?}", opt.kind));
+        let bad = || {
+            Error::invalid(format!(
+                "option {key:?} expected {}, got {value:?}",
+                opt.kind
+            ))
+        };
         Ok(match opt.kind.as_str() {
             "int" => Value::from(value.parse::<i64>().map_err(|_| bad())?),
             "float" => Value::from(value.parse::<f64>().map_err(|_| bad())?),
@@ -456,29 +475,59 @@ snapshot:
             err(p(serde_json::json!({"level": 1, "targte": "x"}))),
             "validation failed: (root) : additional property \"targte\" is not allowed, given {\"level\":1,\"targte\":\"x\"}"
         );
-        assert!(err(p(serde_json::json!({"level": 1, "mode": "xz"}))).contains("must match one of the enum values"));
-        assert_eq!(err(s.prepare("u/0", "nope", &serde_json::json!({}))), "action \"nope\" not defined on unit \"u/0\"");
+        assert!(
+            err(p(serde_json::json!({"level": 1, "mode": "xz"})))
+                .contains("must match one of the enum values")
+        );
+        assert_eq!(
+            err(s.prepare("u/0", "nope", &serde_json::json!({}))),
+            "action \"nope\" not defined on unit \"u/0\""
+        );
     }
 
     #[test]
     fn defaults_after_validation_and_nested() {
         let s = ActionSpecs::parse(ACTIONS).unwrap();
-        let v = s.prepare("u/0", "snapshot", &serde_json::json!({"level": 3})).unwrap();
-        assert_eq!(v, serde_json::json!({"level": 3, "target": "/var/lib/x", "nested": {"inner": "d"}}));
-        let v = s.prepare("u/0", "snapshot", &serde_json::json!({"level": 3, "target": "/t"})).unwrap();
+        let v = s
+            .prepare("u/0", "snapshot", &serde_json::json!({"level": 3}))
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"level": 3, "target": "/var/lib/x", "nested": {"inner": "d"}})
+        );
+        let v = s
+            .prepare(
+                "u/0",
+                "snapshot",
+                &serde_json::json!({"level": 3, "target": "/t"}),
+            )
+            .unwrap();
         assert_eq!(v["target"], "/t");
     }
 
     #[test]
     fn bad_action_files_are_refused() {
-        assert!(ActionSpecs::parse("Bad_Name: {}").unwrap_err().to_string().contains("bad action name"));
-        assert!(ActionSpecs::parse("juju-x: {}").unwrap_err().to_string().contains("prefix is reserved"));
+        assert!(
+            ActionSpecs::parse("Bad_Name: {}")
+                .unwrap_err()
+                .to_string()
+                .contains("bad action name")
+        );
+        assert!(
+            ActionSpecs::parse("juju-x: {}")
+                .unwrap_err()
+                .to_string()
+                .contains("prefix is reserved")
+        );
         assert!(ActionSpecs::parse("a:\n  params:\n    x:\n      $ref: y\n").is_err());
     }
 
     #[test]
     fn cli_params_are_yaml_typed() {
-        let args: Vec<String> = ["a=1", "b=true", "c.d=x", "e=[1,2]", "f="].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["a=1", "b=true", "c.d=x", "e=[1,2]", "f="]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             parse_cli_params(&args, false).unwrap(),
             serde_json::json!({"a": 1, "b": true, "c": {"d": "x"}, "e": [1, 2], "f": null})

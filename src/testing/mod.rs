@@ -122,7 +122,7 @@ pub struct ActionFailed {
     /// Results set before the failure.
     pub results: Value,
     /// Everything the fake agent recorded.
-    pub state: Option<UnitState>,
+    pub state: Option<Box<UnitState>>,
 }
 
 /// What a hook left behind.
@@ -200,7 +200,10 @@ impl Harness {
                 Err(e) => panic!("{e}"),
             },
             v => {
-                assert!(self.config_spec.options.contains_key(key), "unknown option {key:?}");
+                assert!(
+                    self.config_spec.options.contains_key(key),
+                    "unknown option {key:?}"
+                );
                 v
             }
         };
@@ -260,26 +263,38 @@ impl Harness {
         let mut vars = vec![
             ("JUJU_UNIT_NAME".to_string(), self.state.unit.clone()),
             ("JUJU_MODEL_NAME".into(), "test".into()),
-            ("JUJU_MODEL_UUID".into(), "00000000-0000-4000-8000-000000000000".into()),
-            ("JUJU_CHARM_DIR".into(), self.charm_dir.display().to_string()),
+            (
+                "JUJU_MODEL_UUID".into(),
+                "00000000-0000-4000-8000-000000000000".into(),
+            ),
+            (
+                "JUJU_CHARM_DIR".into(),
+                self.charm_dir.display().to_string(),
+            ),
             ("JUJU_VERSION".into(), "3.6.1".into()),
         ];
-        match action {
-            Some(a) => vars.extend([
+        if let Some(a) = action {
+            vars.extend([
                 ("JUJU_ACTION_NAME".to_string(), a.to_string()),
                 ("JUJU_ACTION_UUID".into(), "1".into()),
                 ("JUJU_ACTION_TAG".into(), "action-1".into()),
                 ("JUJU_DISPATCH_PATH".into(), format!("actions/{a}")),
-            ]),
-            None => {}
+            ]);
         }
-        Context::new(JujuContext::from_vars(vars), HookTools::new(Box::new(agent.clone())))
+        Context::new(
+            JujuContext::from_vars(vars),
+            HookTools::new(Box::new(agent.clone())),
+        )
     }
 
     fn prepare(&self, call: &ActionCall) -> std::result::Result<FakeAgent, ActionFailed> {
         let params = self
             .actions
-            .prepare(&self.state.unit, &call.name, &Value::Object(call.params.clone()))
+            .prepare(
+                &self.state.unit,
+                &call.name,
+                &Value::Object(call.params.clone()),
+            )
             .map_err(|e| ActionFailed {
                 scheduled: false,
                 message: e.to_string(),
@@ -293,7 +308,10 @@ impl Harness {
         }))
     }
 
-    fn finish(agent: &FakeAgent, outcome: Outcome) -> std::result::Result<ActionOutput, ActionFailed> {
+    fn finish(
+        agent: &FakeAgent,
+        outcome: Outcome,
+    ) -> std::result::Result<ActionOutput, ActionFailed> {
         let st = agent.state();
         let logs: Vec<String> = st.logs.iter().map(|l| l.message.clone()).collect();
         let results = Value::Object(st.results.clone());
@@ -307,7 +325,7 @@ impl Harness {
                 message,
                 logs,
                 results,
-                state: Some(st),
+                state: Some(Box::new(st)),
             });
         }
         Ok(ActionOutput {
@@ -323,7 +341,11 @@ impl Harness {
     /// # Errors
     /// [`ActionFailed`] when Juju would refuse the params (`scheduled: false`) or the action
     /// failed.
-    pub fn run<A: Action>(&self, call: ActionCall, handler: &A) -> std::result::Result<ActionOutput, ActionFailed> {
+    pub fn run<A: Action>(
+        &self,
+        call: ActionCall,
+        handler: &A,
+    ) -> std::result::Result<ActionOutput, ActionFailed> {
         let agent = self.prepare(&call)?;
         let mut ctx = self.context(&agent, Some(&call.name));
         let outcome = execute(handler, &mut ctx);
@@ -334,7 +356,11 @@ impl Harness {
     ///
     /// # Errors
     /// As [`Harness::run`].
-    pub fn run_action(&self, charm: &Charm, call: ActionCall) -> std::result::Result<ActionOutput, ActionFailed> {
+    pub fn run_action(
+        &self,
+        charm: &Charm,
+        call: ActionCall,
+    ) -> std::result::Result<ActionOutput, ActionFailed> {
         let agent = self.prepare(&call)?;
         let mut ctx = self.context(&agent, Some(&call.name));
         let outcome = charm.run_event(&Event::Action(call.name.clone()), &mut ctx);

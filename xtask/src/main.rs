@@ -16,14 +16,19 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("pack") => pack(),
         _ => {
-            eprintln!("usage: cargo xtask pack\n\n  pack  build release binaries and write dist/charm/ and dist/charm-backup.charm");
+            eprintln!(
+                "usage: cargo xtask pack\n\n  pack  build release binaries and write dist/charm/ and dist/charm-backup.charm"
+            );
             std::process::exit(2);
         }
     }
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 fn pack() -> anyhow::Result<()> {
@@ -31,7 +36,14 @@ fn pack() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--package", "charm-backup", "--bin", "dispatch"])
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "charm-backup",
+            "--bin",
+            "dispatch",
+        ])
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
@@ -74,7 +86,11 @@ fn pack() -> anyhow::Result<()> {
         }
     }
     let zip_len = fs::metadata(&zip_path)?.len();
-    println!("{zip_len:>10}  {} ({:.2} MiB zipped)", zip_path.strip_prefix(&root)?.display(), zip_len as f64 / 1048576.0);
+    println!(
+        "{zip_len:>10}  {} ({:.2} MiB zipped)",
+        zip_path.strip_prefix(&root)?.display(),
+        zip_len as f64 / 1048576.0
+    );
     Ok(())
 }
 
@@ -105,18 +121,31 @@ fn check_glibc(bin: &Path) -> anyhow::Result<()> {
         .output()
         .context("cannot run objdump (install binutils)")?;
     if !out.status.success() {
-        bail!("objdump -T failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "objdump -T failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut max = (0, 0);
     for part in text.split("GLIBC_").skip(1) {
-        let v: String = part.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let v: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         let mut it = v.split('.').filter_map(|n| n.parse::<u32>().ok());
         if let (Some(a), Some(b)) = (it.next(), it.next()) {
             max = max.max((a, b));
         }
     }
-    println!("{}: needs GLIBC_{}.{} at most (limit {}.{})", bin.display(), max.0, max.1, MAX_GLIBC.0, MAX_GLIBC.1);
+    println!(
+        "{}: needs GLIBC_{}.{} at most (limit {}.{})",
+        bin.display(),
+        max.0,
+        max.1,
+        MAX_GLIBC.0,
+        MAX_GLIBC.1
+    );
     if max > MAX_GLIBC {
         bail!(
             "{} needs GLIBC_{}.{}, newer than Ubuntu 22.04's {}.{}: build on an older glibc",

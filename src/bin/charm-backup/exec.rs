@@ -45,7 +45,12 @@ pub fn discover(charm: &Path, kind: &str, name: &str) -> Result<PathBuf, String>
     let dispatch = charm.join("dispatch");
     match std::fs::metadata(&dispatch) {
         Ok(m) if m.permissions().mode() & 0o111 != 0 && m.is_file() => return Ok(dispatch),
-        Ok(_) => return Err(format!("exec: {:?}: permission denied", dispatch.display().to_string())),
+        Ok(_) => {
+            return Err(format!(
+                "exec: {:?}: permission denied",
+                dispatch.display().to_string()
+            ));
+        }
         Err(_) => {}
     }
     let explicit = charm.join(kind).join(name);

@@ -21,7 +21,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
-use charm_backup::testing::{ActionSpecs, ConfigSpec, FakeAgent, FakeRelation, UnitState, parse_cli_params};
+use charm_backup::testing::{
+    ActionSpecs, ConfigSpec, FakeAgent, FakeRelation, UnitState, parse_cli_params,
+};
 use unit::{Persisted, Unit};
 
 #[derive(Parser)]
@@ -146,7 +148,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ERROR {}", format!("{e:#}"));
+            eprintln!("ERROR {e:#}");
             ExitCode::from(1)
         }
     }
@@ -156,7 +158,11 @@ fn agent_dir(args: &UnitArgs) -> PathBuf {
     if let Some(d) = &args.agent_dir {
         return d.clone();
     }
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(x) = env("XDG_STATE_HOME") {
         return x.join("charm-backup-agent");
     }
@@ -180,19 +186,26 @@ fn open_local(args: &UnitArgs) -> anyhow::Result<Local> {
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let root = std::fs::canonicalize(&root)?;
     let unit = Unit::prepare(&root, &args.unit, args.charm.as_deref())?;
-    let read = |f: &str| std::fs::read_to_string(unit.charm.join(f)).with_context(|| format!("cannot read {f} in {}", unit.charm.display()));
+    let read = |f: &str| {
+        std::fs::read_to_string(unit.charm.join(f))
+            .with_context(|| format!("cannot read {f} in {}", unit.charm.display()))
+    };
     let actions = ActionSpecs::parse(&read("actions.yaml")?)?;
     let config = ConfigSpec::parse(&read("config.yaml")?)?;
-    let metadata: Value = serde_norway::from_str(&read("metadata.yaml")?).context("metadata.yaml is not valid YAML")?;
+    let metadata: Value = serde_norway::from_str(&read("metadata.yaml")?)
+        .context("metadata.yaml is not valid YAML")?;
     let mut persisted = unit.load()?;
     if persisted.last_id == 0 && persisted.config.is_empty() && args.charm.is_none() {
         // First run on the built charm: point it at demo data so actions work out of the box.
         let demo = root.join("demo/data");
         make_demo(&demo)?;
-        persisted.config.insert("paths".into(), demo.display().to_string().into());
         persisted
             .config
-            .insert("local-store".into(), root.join("backups").display().to_string().into());
+            .insert("paths".into(), demo.display().to_string().into());
+        persisted.config.insert(
+            "local-store".into(),
+            root.join("backups").display().to_string().into(),
+        );
         unit.save(&persisted)?;
     }
     Ok(Local {
@@ -211,11 +224,19 @@ fn make_demo(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("etc"))?;
     std::fs::create_dir_all(dir.join("lib/state"))?;
     std::fs::create_dir_all(dir.join("cache-empty"))?;
-    std::fs::write(dir.join("README.txt"), "Demo data of the local charm-backup unit.\nPoint the unit at your own data with: charm-backup config paths=\"/your/dir\"\n")?;
-    std::fs::write(dir.join("etc/app.conf"), "listen = 127.0.0.1:8080\nworkers = 4\n")?;
+    std::fs::write(
+        dir.join("README.txt"),
+        "Demo data of the local charm-backup unit.\nPoint the unit at your own data with: charm-backup config paths=\"/your/dir\"\n",
+    )?;
+    std::fs::write(
+        dir.join("etc/app.conf"),
+        "listen = 127.0.0.1:8080\nworkers = 4\n",
+    )?;
     let mut db = Vec::with_capacity(1 << 20);
     for i in 0u32..(1 << 16) {
-        db.extend_from_slice(format!("row {i:08} value {}\n", i.wrapping_mul(2654435761)).as_bytes());
+        db.extend_from_slice(
+            format!("row {i:08} value {}\n", i.wrapping_mul(2654435761)).as_bytes(),
+        );
     }
     std::fs::write(dir.join("lib/state/data.db"), db)?;
     std::os::unix::fs::symlink("etc/app.conf", dir.join("current.conf"))?;
@@ -223,7 +244,8 @@ fn make_demo(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn kv(s: &str) -> anyhow::Result<(&str, &str)> {
-    s.split_once('=').ok_or_else(|| anyhow!("{s:?} must be KEY=VALUE"))
+    s.split_once('=')
+        .ok_or_else(|| anyhow!("{s:?} must be KEY=VALUE"))
 }
 
 /// The unit state for one run: persisted config, this run's config, relations, resources.
@@ -279,24 +301,43 @@ fn world(local: &Local, w: &WorldArgs) -> anyhow::Result<UnitState> {
 }
 
 /// Juju's environment for a hook or action.
-fn environment(local: &Local, principal: &str, context_id: &str, extra: &[(&str, String)]) -> Vec<(String, String)> {
+fn environment(
+    local: &Local,
+    principal: &str,
+    context_id: &str,
+    extra: &[(&str, String)],
+) -> Vec<(String, String)> {
     let charm = local.unit.charm.display().to_string();
-    let agent_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let agent_path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     let subordinate = local.metadata["subordinate"].as_bool().unwrap_or(false);
     let mut env: Vec<(String, String)> = vec![
         ("CHARM_DIR".into(), charm.clone()),
         ("JUJU_CHARM_DIR".into(), charm),
         ("JUJU_CONTEXT_ID".into(), context_id.into()),
         ("JUJU_HOOK_NAME".into(), String::new()),
-        ("JUJU_AGENT_SOCKET_ADDRESS".into(), local.unit.socket().display().to_string()),
+        (
+            "JUJU_AGENT_SOCKET_ADDRESS".into(),
+            local.unit.socket().display().to_string(),
+        ),
         ("JUJU_AGENT_SOCKET_NETWORK".into(), "unix".into()),
         ("JUJU_UNIT_NAME".into(), local.unit.name.clone()),
-        ("JUJU_MODEL_UUID".into(), "6f2a4e1c-5b3d-4c7e-9a8f-0d1e2f3a4b5c".into()),
+        (
+            "JUJU_MODEL_UUID".into(),
+            "6f2a4e1c-5b3d-4c7e-9a8f-0d1e2f3a4b5c".into(),
+        ),
         ("JUJU_MODEL_NAME".into(), "local".into()),
         ("JUJU_API_ADDRESSES".into(), "127.0.0.1:17070".into()),
         ("JUJU_SLA".into(), "unsupported".into()),
         ("JUJU_MACHINE_ID".into(), "0".into()),
-        ("JUJU_PRINCIPAL_UNIT".into(), if subordinate { principal.into() } else { String::new() }),
+        (
+            "JUJU_PRINCIPAL_UNIT".into(),
+            if subordinate {
+                principal.into()
+            } else {
+                String::new()
+            },
+        ),
         ("JUJU_AVAILABILITY_ZONE".into(), String::new()),
         ("JUJU_VERSION".into(), "3.6.1".into()),
         ("CLOUD_API_VERSION".into(), String::new()),
@@ -313,11 +354,14 @@ fn environment(local: &Local, principal: &str, context_id: &str, extra: &[(&str,
         }
     }
     env.extend([
-        ("APT_LISTCHANGES_FRONTEND".into(), "noninteractive".replace("noninteractive", "none")),
+        ("APT_LISTCHANGES_FRONTEND".into(), "none".into()),
         ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("TERM".into(), "tmux-256color".into()),
-        ("PATH".into(), format!("{}:{agent_path}", local.unit.tools.display())),
+        (
+            "PATH".into(),
+            format!("{}:{agent_path}", local.unit.tools.display()),
+        ),
     ]);
     env
 }
@@ -332,11 +376,25 @@ fn context_id(unit: &str, name: &str) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Run { unit, world: w, format, utc, string_args, action, params } => {
-            run_action(&unit, &w, format, utc, string_args, &action, &params)
-        }
-        Cmd::Hook { unit, world: w, hook } => run_hook(&unit, &w, &hook),
-        Cmd::Config { unit, reset, settings } => {
+        Cmd::Run {
+            unit,
+            world: w,
+            format,
+            utc,
+            string_args,
+            action,
+            params,
+        } => run_action(&unit, &w, format, utc, string_args, &action, &params),
+        Cmd::Hook {
+            unit,
+            world: w,
+            hook,
+        } => run_hook(&unit, &w, &hook),
+        Cmd::Config {
+            unit,
+            reset,
+            settings,
+        } => {
             let mut local = open_local(&unit)?;
             for k in &reset {
                 local.persisted.config.remove(k);
@@ -349,7 +407,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             local.unit.save(&local.persisted)?;
             let mut all = local.config.defaults();
             all.extend(local.persisted.config.clone());
-            print!("{}", charm_backup::testing::jujuc::yaml(&Value::Object(all)));
+            print!(
+                "{}",
+                charm_backup::testing::jujuc::yaml(&Value::Object(all))
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::ShowTask { unit, format, id } => {
@@ -377,7 +438,15 @@ fn print_task(task: &Value, format: Format) {
     }
 }
 
-fn run_action(args: &UnitArgs, w: &WorldArgs, format: Format, utc: bool, string_args: bool, action: &str, params: &[String]) -> anyhow::Result<ExitCode> {
+fn run_action(
+    args: &UnitArgs,
+    w: &WorldArgs,
+    format: Format,
+    utc: bool,
+    string_args: bool,
+    action: &str,
+    params: &[String],
+) -> anyhow::Result<ExitCode> {
     if !charm_backup::juju::is_valid_name(action) {
         bail!("invalid unit or action name {action:?}");
     }
@@ -396,7 +465,9 @@ fn run_action(args: &UnitArgs, w: &WorldArgs, format: Format, utc: bool, string_
         }
     };
     let tag = format!("unit-{}", local.unit.name.replace('/', "-"));
-    eprintln!("Running operation {op} with 1 task\n  - task {task_id} on {tag}\n\nWaiting for task {task_id}...");
+    eprintln!(
+        "Running operation {op} with 1 task\n  - task {task_id} on {tag}\n\nWaiting for task {task_id}..."
+    );
     let mut state = world(&local, w)?;
     state.params = Some(params);
     let agent = FakeAgent::new(state).with_log_sink(move |line| {
@@ -406,24 +477,37 @@ fn run_action(args: &UnitArgs, w: &WorldArgs, format: Format, utc: bool, string_
     let enqueued = jiff::Timestamp::now();
     let cid = context_id(&local.unit.name, action);
     let server = server::Server::start(&local.unit.socket(), cid.clone(), agent.clone())?;
-    let env = environment(&local, &args.principal, &cid, &[
-        ("JUJU_ACTION_NAME", action.to_string()),
-        ("JUJU_ACTION_UUID", task_id.to_string()),
-        ("JUJU_ACTION_TAG", format!("action-{task_id}")),
-        ("JUJU_DISPATCH_PATH", format!("actions/{action}")),
-    ]);
+    let env = environment(
+        &local,
+        &args.principal,
+        &cid,
+        &[
+            ("JUJU_ACTION_NAME", action.to_string()),
+            ("JUJU_ACTION_UUID", task_id.to_string()),
+            ("JUJU_ACTION_TAG", format!("action-{task_id}")),
+            ("JUJU_DISPATCH_PATH", format!("actions/{action}")),
+        ],
+    );
     let started = jiff::Timestamp::now();
     let finished = match exec::discover(&local.unit.charm, "actions", action) {
         Ok(exe) => Some(exec::run(&exe, &local.unit.charm, &env)),
         Err(e) if e == "missing" => None,
-        Err(e) => Some(exec::Finished { code: -1, error: Some(e), stdout: Vec::new(), stderr: Vec::new() }),
+        Err(e) => Some(exec::Finished {
+            code: -1,
+            error: Some(e),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }),
     };
     drop(server);
     let completed = jiff::Timestamp::now();
     let st = agent.state();
     let mut results = st.results.clone();
     let (status, message) = match &finished {
-        None => ("failed".to_string(), format!("action not implemented on unit {:?}", local.unit.name)),
+        None => (
+            "failed".to_string(),
+            format!("action not implemented on unit {:?}", local.unit.name),
+        ),
         Some(f) => {
             add_run_output(&mut results, f);
             match &f.error {
@@ -433,12 +517,28 @@ fn run_action(args: &UnitArgs, w: &WorldArgs, format: Format, utc: bool, string_
             }
         }
     };
-    let log: Vec<String> = st.logs.iter().map(|l| format!("{} {}", render::go_time(l.time, utc), l.message)).collect();
-    let task = render::task(task_id, &local.unit.name, &status, &message, &results, &log, [enqueued, started, completed], utc);
+    let log: Vec<String> = st
+        .logs
+        .iter()
+        .map(|l| format!("{} {}", render::go_time(l.time, utc), l.message))
+        .collect();
+    let task = render::task(
+        task_id,
+        &local.unit.name,
+        &status,
+        &message,
+        &results,
+        &log,
+        [enqueued, started, completed],
+        utc,
+    );
     if let Some(parent) = local.unit.task_file(task_id).parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(local.unit.task_file(task_id), serde_json::to_vec_pretty(&task)?)?;
+    std::fs::write(
+        local.unit.task_file(task_id),
+        serde_json::to_vec_pretty(&task)?,
+    )?;
     local.persisted.status = st.status.clone();
     local.unit.save(&local.persisted)?;
     match format {
@@ -450,7 +550,10 @@ fn run_action(args: &UnitArgs, w: &WorldArgs, format: Format, utc: bool, string_
     }
     let code = finished.as_ref().map_or(-1, |f| f.code);
     if code >= 1 {
-        eprintln!("ERROR the following task failed:\n - id {:?} with return code {code}\n\nuse 'juju show-task' to inspect the failure", task_id.to_string());
+        eprintln!(
+            "ERROR the following task failed:\n - id {:?} with return code {code}\n\nuse 'juju show-task' to inspect the failure",
+            task_id.to_string()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -469,14 +572,14 @@ fn run_hook(args: &UnitArgs, w: &WorldArgs, hook: &str) -> anyhow::Result<ExitCo
         ("JUJU_HOOK_NAME", hook.to_string()),
         ("JUJU_DISPATCH_PATH", format!("hooks/{hook}")),
     ];
-    if let Some((endpoint, _)) = hook.split_once("-relation-") {
-        if let Some(rel) = state.relations.iter().find(|r| r.endpoint == endpoint) {
-            extra.push(("JUJU_RELATION", endpoint.to_string()));
-            extra.push(("JUJU_RELATION_ID", rel.key()));
-            extra.push(("JUJU_REMOTE_APP", rel.app.clone()));
-            if !hook.ends_with("-broken") {
-                extra.push(("JUJU_REMOTE_UNIT", format!("{}/0", rel.app)));
-            }
+    if let Some((endpoint, _)) = hook.split_once("-relation-")
+        && let Some(rel) = state.relations.iter().find(|r| r.endpoint == endpoint)
+    {
+        extra.push(("JUJU_RELATION", endpoint.to_string()));
+        extra.push(("JUJU_RELATION_ID", rel.key()));
+        extra.push(("JUJU_REMOTE_APP", rel.app.clone()));
+        if !hook.ends_with("-broken") {
+            extra.push(("JUJU_REMOTE_UNIT", format!("{}/0", rel.app)));
         }
     }
     let agent = FakeAgent::new(state);
@@ -490,7 +593,12 @@ fn run_hook(args: &UnitArgs, w: &WorldArgs, hook: &str) -> anyhow::Result<ExitCo
             println!("hook {hook}: not implemented by the charm (skipped, as Juju does)");
             return Ok(ExitCode::SUCCESS);
         }
-        Err(e) => exec::Finished { code: -1, error: Some(e), stdout: Vec::new(), stderr: Vec::new() },
+        Err(e) => exec::Finished {
+            code: -1,
+            error: Some(e),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        },
     };
     drop(server);
     let st = agent.state();

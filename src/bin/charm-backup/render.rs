@@ -5,7 +5,13 @@ use serde_json::{Map, Value, json};
 use charm_backup::testing::jujuc::yaml;
 
 /// Result keys Juju fills itself and plain output hides.
-const HIDDEN: [&str; 5] = ["return-code", "stdout", "stderr", "stdout-encoding", "stderr-encoding"];
+const HIDDEN: [&str; 5] = [
+    "return-code",
+    "stdout",
+    "stderr",
+    "stdout-encoding",
+    "stderr-encoding",
+];
 
 /// Go's `time.Time.String()` for a timestamp, in UTC or local time.
 pub fn go_time(t: jiff::Timestamp, utc: bool) -> String {
@@ -15,7 +21,11 @@ pub fn go_time(t: jiff::Timestamp, utc: bool) -> String {
         jiff::tz::TimeZone::system()
     };
     let z = t.to_zoned_datetime(tz);
-    let abbrev = if utc { "UTC".to_string() } else { z.strftime("%Z").to_string() };
+    let abbrev = if utc {
+        "UTC".to_string()
+    } else {
+        z.strftime("%Z").to_string()
+    };
     format!("{} {abbrev}", z.strftime("%Y-%m-%d %H:%M:%S %z"))
 }
 
@@ -34,7 +44,9 @@ pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -64,7 +76,16 @@ pub fn add_output(results: &mut Map<String, Value>, key: &str, data: &[u8]) {
 
 /// The formatted task map (`formatActionResult`).
 #[allow(clippy::too_many_arguments)]
-pub fn task(id: u64, unit: &str, status: &str, message: &str, results: &Map<String, Value>, log: &[String], timing: [jiff::Timestamp; 3], utc: bool) -> Value {
+pub fn task(
+    id: u64,
+    unit: &str,
+    status: &str,
+    message: &str,
+    results: &Map<String, Value>,
+    log: &[String],
+    timing: [jiff::Timestamp; 3],
+    utc: bool,
+) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), Value::String(id.to_string()));
     m.insert("status".into(), status.into());

@@ -24,7 +24,8 @@ impl Server {
     /// Listens on `path` for calls made with `context_id`.
     pub fn start(path: &Path, context_id: String, agent: FakeAgent) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {

@@ -48,7 +48,8 @@ impl Unit {
         let tag = format!("unit-{}", name.replace('/', "-"));
         let base = root.join("agents").join(&tag);
         let tools = root.join("tools").join(&tag);
-        std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+        std::fs::create_dir_all(&base)
+            .with_context(|| format!("cannot create {}", base.display()))?;
         std::fs::create_dir_all(&tools)?;
         let me = std::env::current_exe().context("cannot find this program's path")?;
         for t in TOOLS {
@@ -59,11 +60,16 @@ impl Unit {
             }
         }
         let charm = match charm_dir {
-            Some(d) => std::fs::canonicalize(d).with_context(|| format!("no charm at {}", d.display()))?,
+            Some(d) => {
+                std::fs::canonicalize(d).with_context(|| format!("no charm at {}", d.display()))?
+            }
             None => assemble(&base.join("charm"), &me)?,
         };
         if !charm.join("metadata.yaml").exists() {
-            bail!("charm missing from disk: {} has no metadata.yaml", charm.display());
+            bail!(
+                "charm missing from disk: {} has no metadata.yaml",
+                charm.display()
+            );
         }
         Ok(Unit {
             name: name.to_string(),
