@@ -73,7 +73,7 @@ fn pack() -> anyhow::Result<()> {
     }
     let zip_path = dist.join("charm-backup.charm");
     write_zip(&charm, &zip_path)?;
-    println!("{:>10}  {}", "bytes", "file");
+    println!("     bytes  file");
     let mut files = Vec::new();
     walk(&charm, &mut files)?;
     for f in &files {
