@@ -143,6 +143,14 @@ const OUTPUT: Flag = Flag {
     names: &["o", "output"],
     takes_value: true,
 };
+const RELATION: Flag = Flag {
+    names: &["r", "relation"],
+    takes_value: true,
+};
+const APP: Flag = Flag {
+    names: &["app"],
+    takes_value: false,
+};
 
 /// Parsed command line: flags by their first name, positionals in order.
 struct Parsed {
@@ -153,6 +161,22 @@ struct Parsed {
 impl Parsed {
     fn has(&self, name: &str) -> bool {
         self.flags.contains_key(name)
+    }
+
+    /// The `--format` value, `smart` by default.
+    fn format(&self) -> &str {
+        self.flags.get("format").map_or("smart", String::as_str)
+    }
+
+    /// Refuses positional arguments past the first `n`, as `cmd.CheckEmpty` does.
+    fn at_most(&self, n: usize) -> std::result::Result<(), Fail> {
+        if self.args.len() > n {
+            return usage(format!(
+                "unrecognized args: {}",
+                go_quote_list(&self.args[n..])
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -391,17 +415,11 @@ impl FakeAgent {
 
     fn action_get(&self, args: &[String]) -> std::result::Result<String, Fail> {
         let p = parse(args, &[&FORMAT, &OUTPUT])?;
-        if p.args.len() > 1 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[1..])
-            ));
-        }
+        p.at_most(1)?;
         let st = self.lock();
         let Some(params) = &st.params else {
             return run_err(NOT_IN_ACTION);
         };
-        let format = p.flags.get("format").map_or("smart", String::as_str);
         let answer = match p.args.first() {
             None => match params {
                 Value::Object(_) => params.clone(),
@@ -409,7 +427,7 @@ impl FakeAgent {
             },
             Some(key) => lookup(params, key).cloned().unwrap_or(Value::Null),
         };
-        Ok(format_value(&answer, format))
+        Ok(format_value(&answer, p.format()))
     }
 
     fn action_set(&self, args: &[String]) -> std::result::Result<String, Fail> {
@@ -438,12 +456,7 @@ impl FakeAgent {
 
     fn action_fail(&self, args: &[String]) -> std::result::Result<String, Fail> {
         let p = parse(args, &[])?;
-        if p.args.len() > 1 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[1..])
-            ));
-        }
+        p.at_most(1)?;
         let mut st = self.lock();
         if st.params.is_none() {
             return run_err(NOT_IN_ACTION);
@@ -500,12 +513,7 @@ impl FakeAgent {
                 valid.join(" ")
             ));
         }
-        if p.args.len() > 2 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[2..])
-            ));
-        }
+        p.at_most(2)?;
         let msg = p.args.get(1).cloned().unwrap_or_default();
         let mut st = self.lock();
         if p.flags.get("application").is_some_and(|v| v == "true") {
@@ -558,19 +566,13 @@ impl FakeAgent {
             takes_value: false,
         };
         let p = parse(args, &[&FORMAT, &OUTPUT, &ALL])?;
-        if p.args.len() > 1 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[1..])
-            ));
-        }
+        p.at_most(1)?;
         if let (Some(k), true) = (p.args.first(), p.has("a")) {
             return usage(format!(
                 "cannot use argument --all together with key {}",
                 go_quote(k)
             ));
         }
-        let format = p.flags.get("format").map_or("smart", String::as_str);
         let st = self.lock();
         let v = match p.args.first() {
             Some(k) => st.config.get(k).cloned().unwrap_or(Value::Null),
@@ -582,16 +584,13 @@ impl FakeAgent {
                     .collect(),
             ),
         };
-        Ok(format_value(&v, format))
+        Ok(format_value(&v, p.format()))
     }
 
     fn is_leader(&self, args: &[String]) -> std::result::Result<String, Fail> {
         let p = parse(args, &[&FORMAT, &OUTPUT])?;
-        if !p.args.is_empty() {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args)));
-        }
-        let format = p.flags.get("format").map_or("smart", String::as_str);
-        Ok(format_value(&Value::Bool(self.lock().leader), format))
+        p.at_most(0)?;
+        Ok(format_value(&Value::Bool(self.lock().leader), p.format()))
     }
 
     fn relation_ids(&self, args: &[String]) -> std::result::Result<String, Fail> {
@@ -599,13 +598,7 @@ impl FakeAgent {
         let Some(name) = p.args.first() else {
             return usage("no endpoint name specified");
         };
-        if p.args.len() > 1 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[1..])
-            ));
-        }
-        let format = p.flags.get("format").map_or("smart", String::as_str);
+        p.at_most(1)?;
         let mut ids: Vec<String> = self
             .lock()
             .relations
@@ -615,9 +608,9 @@ impl FakeAgent {
             .collect();
         ids.sort();
         let v = Value::Array(ids.into_iter().map(Value::String).collect());
-        Ok(match (format, &v) {
+        Ok(match (p.format(), &v) {
             ("yaml", Value::Array(a)) if a.is_empty() => "[]\n".into(),
-            _ => format_value(&v, format),
+            _ => format_value(&v, p.format()),
         })
     }
 
@@ -638,54 +631,31 @@ impl FakeAgent {
         }
     }
 
-    fn relation_list(&self, args: &[String]) -> std::result::Result<String, Fail> {
-        const REL: Flag = Flag {
-            names: &["r", "relation"],
-            takes_value: true,
-        };
-        const APPF: Flag = Flag {
-            names: &["app"],
-            takes_value: false,
-        };
-        let p = parse(args, &[&FORMAT, &OUTPUT, &REL, &APPF])?;
-        let st = self.lock();
+    /// Parses a relation tool's flags and finds the relation `-r` names.
+    fn relation_call(&self, args: &[String]) -> std::result::Result<(Parsed, FakeRelation), Fail> {
+        let p = parse(args, &[&FORMAT, &OUTPUT, &RELATION, &APP])?;
         let Some(id) = p.flags.get("r") else {
             return usage("no relation id specified");
         };
-        if !p.args.is_empty() {
-            return usage(format!("unrecognized args: {}", go_quote_list(&p.args)));
-        }
+        let st = self.lock();
         let rel = self.find_relation(&st, id)?;
-        let format = p.flags.get("format").map_or("smart", String::as_str);
+        Ok((p, rel))
+    }
+
+    fn relation_list(&self, args: &[String]) -> std::result::Result<String, Fail> {
+        let (p, rel) = self.relation_call(args)?;
+        p.at_most(0)?;
         let v = if p.has("app") {
             Value::String(rel.app)
         } else {
             Value::Array(rel.units.into_iter().map(Value::String).collect())
         };
-        Ok(format_value(&v, format))
+        Ok(format_value(&v, p.format()))
     }
 
     fn relation_get(&self, args: &[String]) -> std::result::Result<String, Fail> {
-        const REL: Flag = Flag {
-            names: &["r", "relation"],
-            takes_value: true,
-        };
-        const APPF: Flag = Flag {
-            names: &["app"],
-            takes_value: false,
-        };
-        let p = parse(args, &[&FORMAT, &OUTPUT, &REL, &APPF])?;
-        let st = self.lock();
-        let Some(id) = p.flags.get("r") else {
-            return usage("no relation id specified");
-        };
-        let rel = self.find_relation(&st, id)?;
-        if p.args.len() > 2 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[2..])
-            ));
-        }
+        let (p, rel) = self.relation_call(args)?;
+        p.at_most(2)?;
         let key = p.args.first().map_or("-", String::as_str);
         let Some(member) = p.args.get(1) else {
             return usage("no unit or application specified");
@@ -708,7 +678,6 @@ impl FakeAgent {
             }
             rel.unit_data.get(member).cloned().unwrap_or_default()
         };
-        let format = p.flags.get("format").map_or("smart", String::as_str);
         let v = if key == "-" {
             Value::Object(
                 data.into_iter()
@@ -718,7 +687,7 @@ impl FakeAgent {
         } else {
             data.get(key).cloned().map_or(Value::Null, Value::String)
         };
-        Ok(format_value(&v, format))
+        Ok(format_value(&v, p.format()))
     }
 
     fn resource_get(&self, args: &[String]) -> std::result::Result<String, Fail> {
@@ -726,12 +695,7 @@ impl FakeAgent {
         let Some(name) = p.args.first() else {
             return usage("missing required resource name");
         };
-        if p.args.len() > 1 {
-            return usage(format!(
-                "unrecognized args: {}",
-                go_quote_list(&p.args[1..])
-            ));
-        }
+        p.at_most(1)?;
         let st = self.lock();
         match st.resources.get(name) {
             Some(path) => Ok(path.display().to_string()),
