@@ -85,39 +85,72 @@ pub struct ArchiveStats {
     pub warnings: Vec<String>,
 }
 
-enum Encoder<W: Write> {
+/// The cores worth using for compression.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The compressor: gzip on one core, gzip in independent 128 KiB blocks on several cores (still
+/// one valid gzip stream, as pigz writes it), or zstd with its own worker threads.
+enum Encoder<W: Write + Send + 'static> {
     Gzip(flate2::write::GzEncoder<W>),
+    ParGzip(gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-impl<W: Write> Encoder<W> {
+fn gzp_err(e: gzp::GzpError) -> io::Error {
+    match e {
+        gzp::GzpError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl<W: Write + Send + 'static> Encoder<W> {
     fn new(inner: W, c: Compression) -> io::Result<Self> {
+        let threads = cores();
         Ok(match c {
+            Compression::Gzip if threads > 1 => Encoder::ParGzip(
+                gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
+                    .num_threads(threads)
+                    .map_err(gzp_err)?
+                    .compression_level(flate2::Compression::new(6))
+                    .from_writer(inner),
+            ),
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 inner,
                 flate2::Compression::new(6),
             )),
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(inner, 3)?),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, 3)?;
+                if threads > 1 {
+                    e.multithread(threads as u32)?;
+                }
+                Encoder::Zstd(e)
+            }
         })
     }
     fn finish(self) -> io::Result<W> {
+        use gzp::ZWriter;
         match self {
             Encoder::Gzip(e) => e.finish(),
+            Encoder::ParGzip(mut e) => e.finish().map_err(gzp_err),
             Encoder::Zstd(e) => e.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write + Send + 'static> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(e) => e.write(buf),
+            Encoder::ParGzip(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.flush(),
+            Encoder::ParGzip(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
         }
     }
@@ -208,13 +241,16 @@ impl<R: Read> Read for ExactReader<R> {
 }
 
 /// A tar stream being written, compressed and hashed.
-pub struct ArchiveWriter<W: Write> {
+///
+/// The output must be `Send + 'static` because gzip runs on every core: compression threads
+/// own the output while the caller walks and reads files.
+pub struct ArchiveWriter<W: Write + Send + 'static> {
     tar: tar::Builder<Encoder<HashingWriter<W>>>,
     stats: ArchiveStats,
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
+impl<W: Write + Send + 'static> std::fmt::Debug for ArchiveWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArchiveWriter")
             .field("stats", &self.stats)
@@ -234,7 +270,7 @@ fn write_err(e: io::Error) -> Error {
     Error::new(ErrorKind::Other, msg).with_source(e)
 }
 
-impl<W: Write> ArchiveWriter<W> {
+impl<W: Write + Send + 'static> ArchiveWriter<W> {
     /// Starts an archive on `out` and writes `manifest` as its first entry.
     ///
     /// # Errors
@@ -496,11 +532,6 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    /// Bytes of compressed output so far.
-    pub fn bytes_written(&mut self) -> u64 {
-        self.tar.get_mut().get_mut_hashing().bytes()
-    }
-
     /// Ends the tar stream and the compression, and returns the output and what was written.
     ///
     /// # Errors
@@ -514,14 +545,5 @@ impl<W: Write> ArchiveWriter<W> {
         stats.sha256 = sha256;
         stats.bytes_written = bytes;
         Ok((out, stats))
-    }
-}
-
-impl<W: Write> Encoder<HashingWriter<W>> {
-    fn get_mut_hashing(&mut self) -> &mut HashingWriter<W> {
-        match self {
-            Encoder::Gzip(e) => e.get_mut(),
-            Encoder::Zstd(e) => e.get_mut(),
-        }
     }
 }

@@ -118,7 +118,7 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
 ///
 /// # Errors
 /// When a path cannot be read or the output cannot be written.
-pub fn write_archive<W: std::io::Write>(
+pub fn write_archive<W: std::io::Write + Send + 'static>(
     out: W,
     options: &SnapshotOptions,
     progress: &dyn Progress,
