@@ -68,6 +68,7 @@ impl Error {
             std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             std::io::ErrorKind::ConnectionRefused => ErrorKind::Connect,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::Other,
             std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
                 ErrorKind::Integrity
             }

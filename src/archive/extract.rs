@@ -82,6 +82,16 @@ pub fn extract(
             } else {
                 staging[i].join(rest)
             };
+            // Parents the archive has no entry for are created as GNU tar creates them.
+            if let Some(parent) = dest.parent()
+                && !parent.exists()
+            {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .at("cannot create a directory while restoring", parent)?;
+            }
             let h = entry.header().clone();
             let mode = h.mode().map_err(stream_err)? & if root { 0o7777 } else { 0o777 };
             let mtime = h.mtime().unwrap_or(0);

@@ -262,7 +262,12 @@ impl<W: Write + Send + 'static> std::fmt::Debug for ArchiveWriter<W> {
 const ENOSPC: i32 = 28;
 
 fn write_err(e: io::Error) -> Error {
-    let msg = if e.raw_os_error() == Some(ENOSPC) {
+    let full = e.raw_os_error() == Some(ENOSPC)
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        );
+    let msg = if full {
         "the target filesystem is full: free space there or choose another target"
     } else {
         "cannot write the archive"

@@ -24,6 +24,19 @@ pub fn handle(ctx: &mut Context, hook: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Finishes or undoes a restore that was killed part way, and says so (`action-log` in an
+/// action, the Juju log in a hook). Runs before every action and hook.
+///
+/// # Errors
+/// When the recovery fails; the journal is kept for the next try.
+pub fn recover_interrupted(ctx: &mut Context) -> Result<(), BoxError> {
+    if let Some(msg) = crate::commands::restore::recover(&crate::charm::actions::state_dir(ctx))? {
+        ctx.log(&msg);
+        ctx.debug_log(crate::juju::LogLevel::Warning, &msg);
+    }
+    Ok(())
+}
+
 /// The status for this config and relation data.
 ///
 /// # Errors

@@ -16,4 +16,5 @@ pub fn charm() -> Charm {
         .action(actions::CreateBackup)
         .action(actions::ListBackups)
         .hooks(hooks::handle)
+        .before(hooks::recover_interrupted)
 }

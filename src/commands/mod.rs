@@ -2,6 +2,7 @@
 //! caller. Nothing here knows of Juju.
 
 pub mod create_backup;
+pub mod journal;
 pub mod list_backups;
 pub mod lock;
 pub mod restore;

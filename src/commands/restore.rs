@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::archive::{
     ArchiveInfo, Compression, ExtractStats, Limits, VerifyOptions, extract, verify_file,
 };
+use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
 use crate::commands::lock::OperationLock;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
@@ -55,23 +56,6 @@ pub struct RestoreStats {
     pub extracted: ExtractStats,
     /// How long it took.
     pub elapsed: Duration,
-}
-
-fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.charm-backup-{tag}"))
-}
-
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Runs `systemctl <verb> <units>`.
@@ -117,6 +101,9 @@ pub fn restore(
 ) -> Result<RestoreStats> {
     let start = Instant::now();
     let _lock = OperationLock::acquire(&options.state_dir, "restore")?;
+    if let Some(done) = recover_locked(&options.state_dir)? {
+        progress.step(&done);
+    }
     progress.step(&format!("verifying {}", archive.display()));
     let file = fs::File::open(archive).at("cannot open the archive", archive)?;
     let verify_opts = VerifyOptions {
@@ -177,83 +164,69 @@ pub fn restore(
             stats.saved = Some(saved);
         }
     }
-    let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
-    let cleanup = |staging: &[PathBuf]| {
-        for s in staging {
-            let _ = remove_any(s);
-        }
+    let mut journal = Journal {
+        phase: Phase::Staging,
+        source: archive.display().to_string(),
+        paths: roots
+            .iter()
+            .map(|r| JournalPath {
+                path: r.clone(),
+                had_old: fs::symlink_metadata(r).is_ok(),
+            })
+            .collect(),
+        services: options.services.clone(),
     };
-    for (r, s) in roots.iter().zip(&staging) {
+    let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
+    for r in &roots {
         if let Some(parent) = r.parent() {
             fs::create_dir_all(parent).at("cannot create the parent directory", parent)?;
         }
-        remove_any(s).at("cannot remove a leftover staging directory", s)?;
     }
+    journal.save(&options.state_dir)?;
+    let undo = |journal: &Journal, e: Error, what: &str| -> Error {
+        let undone = journal
+            .roll_back()
+            .and_then(|()| Journal::clear(&options.state_dir));
+        let _ = systemctl("start", &journal.services);
+        match undone {
+            Ok(()) => Error::new(
+                e.kind(),
+                format!("{what}, nothing was changed: {}", chain(&e)),
+            ),
+            Err(u) => Error::new(
+                e.kind(),
+                format!(
+                    "{what}: {}; undoing it also failed ({}): the next action or hook will try again",
+                    chain(&e),
+                    chain(&u)
+                ),
+            ),
+        }
+    };
     progress.step("extracting into staging directories");
     match extract(&file, &info, &staging, options.limits, progress) {
         Ok(x) => stats.extracted = x,
-        Err(e) => {
-            cleanup(&staging);
-            return Err(Error::new(
-                e.kind(),
-                format!("extraction failed, nothing was changed: {}", chain(&e)),
-            ));
-        }
+        Err(e) => return Err(undo(&journal, e, "extraction failed")),
     }
-    // A root the archive has no entry for (excluded or vanished) gets an empty staging
-    // directory only if it was a directory; otherwise it is left alone.
-    let present: Vec<bool> = staging
-        .iter()
-        .map(|s| fs::symlink_metadata(s).is_ok())
-        .collect();
+    // Only paths the archive has entries for are swapped.
+    journal
+        .paths
+        .retain(|p| fs::symlink_metadata(sibling(&p.path, "new")).is_ok());
     if let Err(e) = systemctl("stop", &options.services) {
-        cleanup(&staging);
-        let _ = systemctl("start", &options.services);
-        return Err(e);
+        return Err(undo(&journal, e, "the services did not stop"));
     }
     progress.step("swapping the restored data in");
-    let mut done: Vec<usize> = Vec::new();
-    let mut failure = None;
-    for (i, r) in roots.iter().enumerate() {
-        if !present[i] {
-            continue;
-        }
-        let old = sibling(r, "old");
-        let step = || -> std::io::Result<()> {
-            remove_any(&old)?;
-            if fs::symlink_metadata(r).is_ok() {
-                fs::rename(r, &old)?;
-            }
-            fs::rename(&staging[i], r)
-        };
-        match step() {
-            Ok(()) => done.push(i),
-            Err(e) => {
-                failure = Some(Error::io(
-                    "cannot swap the restored data in; the old data was put back",
-                    r,
-                    e,
-                ));
-                break;
-            }
+    if let Err(e) = journal.advance(Phase::Swapping, &options.state_dir) {
+        return Err(undo(&journal, e, "cannot record the swap"));
+    }
+    for p in &journal.paths {
+        if let Err(e) = Journal::swap_one(p) {
+            return Err(undo(&journal, e, "the swap failed and was undone"));
         }
     }
-    if let Some(err) = failure {
-        for &i in done.iter().rev() {
-            let r = &roots[i];
-            let old = sibling(r, "old");
-            let _ = fs::rename(r, &staging[i]);
-            if fs::symlink_metadata(&old).is_ok() {
-                let _ = fs::rename(&old, r);
-            }
-        }
-        cleanup(&staging);
-        let _ = systemctl("start", &options.services);
-        return Err(err);
-    }
-    for r in &roots {
-        let _ = remove_any(&sibling(r, "old"));
-    }
+    journal.advance(Phase::Swapped, &options.state_dir)?;
+    journal.clean_up()?;
+    Journal::clear(&options.state_dir)?;
     systemctl("start", &options.services).map_err(|e| {
         Error::new(
             e.kind(),
@@ -266,4 +239,56 @@ pub fn restore(
     stats.archive = info;
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// Finishes or undoes a restore that was killed, if the journal shows one, and says what it
+/// did. Does nothing (and returns `None`) when there is no journal or another operation holds
+/// the lock.
+///
+/// # Errors
+/// When the journal cannot be read or the recovery fails (the journal is kept, so the next
+/// try starts over).
+pub fn recover(state_dir: &Path) -> Result<Option<String>> {
+    if Journal::load(state_dir)?.is_none() {
+        return Ok(None);
+    }
+    let _lock = match OperationLock::acquire(state_dir, "recovery") {
+        Ok(l) => l,
+        Err(e) if e.kind() == ErrorKind::Busy => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    recover_locked(state_dir)
+}
+
+fn recover_locked(state_dir: &Path) -> Result<Option<String>> {
+    let Some(journal) = Journal::load(state_dir)? else {
+        return Ok(None);
+    };
+    let paths = journal
+        .paths
+        .iter()
+        .map(|p| p.path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let msg = match journal.phase {
+        Phase::Staging | Phase::Swapping => {
+            journal.roll_back()?;
+            format!(
+                "a restore from {} was interrupted before it finished; it was undone: {paths} hold the data they held before it",
+                journal.source
+            )
+        }
+        Phase::Swapped => {
+            journal.clean_up()?;
+            format!(
+                "a restore from {} was interrupted after the new data was in place; it was finished: {paths} hold the restored data",
+                journal.source
+            )
+        }
+    };
+    Journal::clear(state_dir)?;
+    if journal.phase != Phase::Staging {
+        systemctl("start", &journal.services)?;
+    }
+    Ok(Some(msg))
 }

@@ -334,7 +334,11 @@ impl<A: Action> DynAction for Erased<A> {
 pub struct Charm {
     actions: Vec<Box<dyn DynAction>>,
     hooks: Option<Box<HookFn>>,
+    before: Option<Box<BeforeFn>>,
 }
+
+/// Work done before every action and hook (e.g. finishing an interrupted operation).
+pub type BeforeFn = dyn Fn(&mut Context) -> Result<(), BoxError>;
 
 impl std::fmt::Debug for Charm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -368,6 +372,13 @@ impl Charm {
         self
     }
 
+    /// Sets work to do before every action and hook; its error fails the action (or the hook)
+    /// before the handler runs.
+    pub fn before(mut self, f: impl Fn(&mut Context) -> Result<(), BoxError> + 'static) -> Self {
+        self.before = Some(Box::new(f));
+        self
+    }
+
     /// The names of the actions this charm handles.
     pub fn action_names(&self) -> Vec<&'static str> {
         self.actions.iter().map(|a| a.name()).collect()
@@ -375,6 +386,19 @@ impl Charm {
 
     /// Runs the event `event` against a context.
     pub fn run_event(&self, event: &Event, ctx: &mut Context) -> Outcome {
+        if let Some(before) = &self.before
+            && let Err(e) = guarded(|| before(ctx))
+        {
+            let msg = chain(e.as_ref());
+            return match event {
+                Event::Action(_) => report_failure(ctx, msg),
+                Event::Hook(name) => {
+                    ctx.debug_log(LogLevel::Error, &format!("hook {name} failed: {msg}"));
+                    eprintln!("hook {name} failed: {msg}");
+                    Outcome::Unreported(msg)
+                }
+            };
+        }
         match event {
             Event::Action(name) => match self.actions.iter().find(|a| a.name() == name) {
                 Some(a) => a.execute(ctx),

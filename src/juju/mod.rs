@@ -7,7 +7,9 @@ mod action;
 mod context;
 mod tools;
 
-pub use action::{Action, BoxError, Charm, Context, HookFn, Outcome, RelationData, execute};
+pub use action::{
+    Action, BeforeFn, BoxError, Charm, Context, HookFn, Outcome, RelationData, execute,
+};
 pub use context::{Event, JujuContext};
 pub use tools::{
     HookTools, LogLevel, MAX_ARG_BYTES, ProcessRunner, RESERVED_RESULT_KEYS, Status, ToolOutput,

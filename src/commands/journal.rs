@@ -1,0 +1,189 @@
+//! The restore journal: what a restore is doing, on disk, so that a restore killed at any point
+//! (Juju's `cancel-task` sends SIGKILL) is finished or undone by the next action or hook.
+//!
+//! Each path is swapped with two renames: `path` to `.path.charm-backup-old`, then
+//! `.path.charm-backup-new` to `path`. The journal records the phase and, per path, whether
+//! there was old data, which is enough to tell at every point which tree `path` holds.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Where a restore is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Writing staging directories; nothing of the unit's data has changed.
+    Staging,
+    /// Renaming staging directories into place.
+    Swapping,
+    /// Every path holds the restored data; only clean-up is left.
+    Swapped,
+}
+
+/// One path being restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JournalPath {
+    /// The path.
+    pub path: PathBuf,
+    /// Whether something was there before.
+    pub had_old: bool,
+}
+
+/// The journal's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Journal {
+    /// The phase.
+    pub phase: Phase,
+    /// The archive being restored.
+    pub source: String,
+    /// The paths.
+    pub paths: Vec<JournalPath>,
+    /// systemd units stopped for the swap.
+    pub services: Vec<String>,
+}
+
+/// `path` with its name hidden and tagged: `.name.charm-backup-<tag>`.
+pub fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.charm-backup-{tag}"))
+}
+
+/// Removes a file, link or directory tree; absent is fine.
+pub fn remove_any(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+fn journal_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("restore.journal")
+}
+
+impl Journal {
+    /// Writes the journal durably (temporary file, fsync, rename, fsync of the directory).
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        let path = journal_path(state_dir);
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid("cannot encode the journal").with_source(e))?;
+        let mut f = fs::File::create(&tmp).at("cannot write the restore journal", &tmp)?;
+        f.write_all(&json)
+            .at("cannot write the restore journal", &tmp)?;
+        f.sync_all().at("cannot write the restore journal", &tmp)?;
+        fs::rename(&tmp, &path).at("cannot write the restore journal", &path)?;
+        if let Ok(d) = fs::File::open(state_dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Moves to `phase` and saves.
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn advance(&mut self, phase: Phase, state_dir: &Path) -> Result<()> {
+        self.phase = phase;
+        self.save(state_dir)
+    }
+
+    /// Reads the journal, if a restore left one.
+    ///
+    /// # Errors
+    /// When it exists but cannot be read.
+    pub fn load(state_dir: &Path) -> Result<Option<Journal>> {
+        let path = journal_path(state_dir);
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                Error::invalid("the restore journal is damaged: check the restored paths by hand, then remove it")
+                    .with_path(&path)
+                    .with_source(e)
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read the restore journal", &path, e)),
+        }
+    }
+
+    /// Removes the journal: the restore is over.
+    ///
+    /// # Errors
+    /// When it cannot be removed.
+    pub fn clear(state_dir: &Path) -> Result<()> {
+        let path = journal_path(state_dir);
+        remove_any(&path).at("cannot remove the restore journal", &path)
+    }
+
+    /// Swaps one path in: old data aside, staging into place.
+    ///
+    /// # Errors
+    /// When a rename fails.
+    pub fn swap_one(p: &JournalPath) -> Result<()> {
+        let new = sibling(&p.path, "new");
+        if !exists(&new) {
+            return Ok(());
+        }
+        if p.had_old && exists(&p.path) {
+            let old = sibling(&p.path, "old");
+            fs::rename(&p.path, &old).at("cannot move the old data aside", &p.path)?;
+        }
+        fs::rename(&new, &p.path).at("cannot move the restored data into place", &p.path)
+    }
+
+    /// Puts every path back to its old data and removes staging, whatever point the swap
+    /// reached.
+    ///
+    /// # Errors
+    /// When a rename or removal fails (the journal is then kept for the next try).
+    pub fn roll_back(&self) -> Result<()> {
+        for p in &self.paths {
+            let old = sibling(&p.path, "old");
+            let new = sibling(&p.path, "new");
+            let trash = sibling(&p.path, "trash");
+            // `path` holds restored data if staging is gone and either the old data was moved
+            // aside, or there was none.
+            let path_is_new = exists(&p.path) && !exists(&new) && (exists(&old) || !p.had_old);
+            if path_is_new {
+                fs::rename(&p.path, &trash).at("cannot move restored data aside", &p.path)?;
+            }
+            if exists(&old) && !exists(&p.path) {
+                fs::rename(&old, &p.path).at("cannot put the old data back", &p.path)?;
+            }
+            remove_any(&trash).at("cannot remove", &trash)?;
+            remove_any(&new).at("cannot remove", &new)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the old data and any staging once every path holds the restored data.
+    ///
+    /// # Errors
+    /// When a removal fails.
+    pub fn clean_up(&self) -> Result<()> {
+        for p in &self.paths {
+            for tag in ["old", "new", "trash"] {
+                let s = sibling(&p.path, tag);
+                remove_any(&s).at("cannot remove", &s)?;
+            }
+        }
+        Ok(())
+    }
+}
