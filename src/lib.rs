@@ -72,6 +72,7 @@ pub mod commands;
 pub mod error;
 pub mod juju;
 pub mod progress;
+pub mod source;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

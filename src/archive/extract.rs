@@ -30,8 +30,9 @@ pub fn is_root() -> bool {
 }
 
 /// Extracts the archive in `file` (already verified as `info`) so that each manifest root
-/// `roots[i]` lands at `staging[i]`, which must not exist yet. Owners are restored when running
-/// as root; modes and mtimes always.
+/// `roots[i]` lands at `staging[i]`, which must not exist yet, and sources' own data files
+/// (under `.charm-backup/`, such as an etcd snapshot) land under `side`. Owners are restored
+/// when running as root; modes and mtimes always.
 ///
 /// # Errors
 /// [`ErrorKind::Integrity`] when the archive no longer matches `info` or breaks a rule; any
@@ -41,6 +42,7 @@ pub fn extract(
     file: &File,
     info: &ArchiveInfo,
     staging: &[PathBuf],
+    side: &Path,
     limits: Limits,
     progress: &dyn Progress,
 ) -> Result<ExtractStats> {
@@ -75,6 +77,21 @@ pub fn extract(
                     continue;
                 }
                 Checked::Entry { root, name } => (root, name),
+                Checked::Side { name } => {
+                    let dest = side.join(&name);
+                    if let Some(parent) = dest.parent() {
+                        crate::archive::create_private_dir(parent)?;
+                    }
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&dest)
+                        .at("cannot create a file while restoring", &dest)?;
+                    stats.bytes_written += io::copy(&mut entry, &mut f).map_err(stream_err)?;
+                    stats.entries += 1;
+                    continue;
+                }
             };
             let rest = name.strip_prefix(&root_names[i]).unwrap_or(Path::new(""));
             let dest = if rest.as_os_str().is_empty() {

@@ -60,6 +60,9 @@ pub struct ArchiveInfo {
     pub compression: Option<Compression>,
 }
 
+/// Entries under this folder carry sources' own data, not files of the unit.
+const SIDE_DIR: &str = ".charm-backup";
+
 fn integrity(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Integrity, msg)
 }
@@ -83,6 +86,9 @@ pub(crate) enum Checked {
     Manifest,
     /// A normal entry under `root` (index into the roots), named `name` (relative, clean).
     Entry { root: usize, name: PathBuf },
+    /// A regular file under `.charm-backup/` carrying a source's data (e.g. an etcd
+    /// snapshot), named relative to that folder.
+    Side { name: PathBuf },
 }
 
 /// Lexically normalises a relative path; `None` if it climbs above its start.
@@ -174,6 +180,32 @@ impl EntryRules {
             return Err(integrity(format!(
                 "entry {shown:?} has an empty name: refusing the archive"
             )));
+        }
+        if let Ok(side) = name.strip_prefix(SIDE_DIR) {
+            if !matches!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                return Err(integrity(format!(
+                    "entry {shown:?} is not a regular file: refusing the archive"
+                )));
+            }
+            if !self.seen.insert(name.clone()) {
+                return Err(integrity(format!(
+                    "entry {shown:?} appears twice: refusing the archive"
+                )));
+            }
+            self.total = self.total.saturating_add(entry.size());
+            if entry.size() > self.limits.max_entry_bytes
+                || self.total > self.limits.max_total_bytes
+            {
+                return Err(integrity(format!(
+                    "entry {shown:?} is over the size limit: refusing the archive"
+                )));
+            }
+            return Ok(Checked::Side {
+                name: side.to_path_buf(),
+            });
         }
         let Some(root) = self.root_of(&name) else {
             return Err(integrity(format!(
@@ -424,7 +456,7 @@ pub fn verify_file(
                     rules.set_roots(&m)?;
                     manifest = Some(m);
                 }
-                Checked::Entry { .. } => {
+                Checked::Entry { .. } | Checked::Side { .. } => {
                     io::copy(&mut entry, &mut io::sink()).map_err(stream_err)?;
                 }
             }

@@ -31,6 +31,8 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     o.exclude = config.exclude();
     o.compression = config.compression()?;
     o.unit = ctx.juju().workload_unit().to_string();
+    o.etcd = config.etcd();
+    o.scratch_dir = state_dir(ctx);
     Ok(o)
 }
 
@@ -234,6 +236,7 @@ impl Action for Restore {
             state_dir: state_dir(ctx),
             unit: ctx.juju().workload_unit().to_string(),
             limits: Limits::default(),
+            etcd: config.etcd_restore(),
         };
         let progress = ActionProgress::new(ctx);
         let stats = restore(&source, &options, &progress)?;

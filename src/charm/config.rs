@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::Result;
 use crate::archive::{Compression, Excludes};
 use crate::juju::{Context, Status};
+use crate::source::etcd::{EtcdOptions, EtcdRestoreOptions};
 
 /// `config.yaml`, as `config-get` returns it.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +28,27 @@ pub struct CharmConfig {
     /// `gzip` or `zstd`.
     #[serde(default = "default_compression")]
     pub compression: String,
+    /// etcd client URL (etcd mode when set).
+    #[serde(default)]
+    pub etcd_endpoint: String,
+    /// etcd TLS CA file.
+    #[serde(default)]
+    pub etcd_cacert: String,
+    /// etcd TLS client certificate.
+    #[serde(default)]
+    pub etcd_cert: String,
+    /// etcd TLS client key.
+    #[serde(default)]
+    pub etcd_key: String,
+    /// etcd data directory, for restore.
+    #[serde(default)]
+    pub etcd_data_dir: String,
+    /// etcd member name, for restore.
+    #[serde(default)]
+    pub etcd_name: String,
+    /// etcd peer URL, for restore.
+    #[serde(default)]
+    pub etcd_peer_url: String,
 }
 
 fn default_store() -> String {
@@ -73,6 +95,32 @@ impl CharmConfig {
         self.compression.parse()
     }
 
+    /// etcd mode's snapshot settings, when `etcd-endpoint` is set.
+    pub fn etcd(&self) -> Option<EtcdOptions> {
+        if self.etcd_endpoint.is_empty() {
+            return None;
+        }
+        let file = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        Some(EtcdOptions {
+            endpoint: self.etcd_endpoint.clone(),
+            cacert: file(&self.etcd_cacert),
+            cert: file(&self.etcd_cert),
+            key: file(&self.etcd_key),
+        })
+    }
+
+    /// etcd mode's restore settings, when `etcd-data-dir` is set.
+    pub fn etcd_restore(&self) -> Option<EtcdRestoreOptions> {
+        if self.etcd_data_dir.is_empty() {
+            return None;
+        }
+        Some(EtcdRestoreOptions {
+            data_dir: PathBuf::from(&self.etcd_data_dir),
+            name: self.etcd_name.clone(),
+            peer_url: self.etcd_peer_url.clone(),
+        })
+    }
+
     /// The status the config calls for: `blocked` with what to fix, `waiting` while a
     /// configured path does not exist yet, or `None` when all is well.
     pub fn problem(&self) -> Option<Status> {
@@ -89,6 +137,9 @@ impl CharmConfig {
             return Some(Status::Blocked(e.to_string()));
         }
         let paths = self.paths();
+        if paths.is_empty() && self.etcd().is_some() {
+            return None;
+        }
         if paths.is_empty() {
             return Some(Status::Blocked(
                 "set paths: juju config <app> paths=\"/etc/app /var/lib/app\"".into(),

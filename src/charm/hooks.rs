@@ -67,13 +67,17 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
                 .unwrap_or_default()
         );
     }
+    let mut what: Vec<String> = config
+        .paths
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !config.etcd_endpoint.is_empty() {
+        what.insert(0, format!("etcd at {}", config.etcd_endpoint));
+    }
     Ok(Status::Active(format!(
         "backing up {} to {}{note}",
-        config
-            .paths
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
+        what.join(" "),
         config.local_store
     )))
 }

@@ -126,7 +126,9 @@ pub fn create_backup(
     options: &CreateBackupOptions,
     progress: &dyn Progress,
 ) -> Result<CreateBackupStats> {
-    crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
+    if options.snapshot.etcd.is_none() {
+        crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
+    }
     progress.step(&format!("checking the backup store {}", store.name()));
     probe(store)?;
     let mut started = now();

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use crate::archive::{
     ArchiveInfo, Compression, ExtractStats, Limits, VerifyOptions, extract, verify_file,
 };
-use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
+use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling};
 use crate::commands::lock::OperationLock;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
+use crate::source::etcd::{self, EtcdRestoreOptions};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +42,8 @@ pub struct RestoreOptions {
     pub unit: String,
     /// Archive size limits.
     pub limits: Limits,
+    /// How to restore an etcd snapshot the archive holds.
+    pub etcd: Option<EtcdRestoreOptions>,
 }
 
 /// What a restore did.
@@ -112,7 +115,7 @@ pub fn restore(
     };
     let info = verify_file(&file, &verify_opts, progress).map_err(|e| e.with_path(archive))?;
     let roots: Vec<PathBuf> = info.manifest.roots().iter().map(PathBuf::from).collect();
-    if options.allowed_paths.is_empty() {
+    if options.allowed_paths.is_empty() && !roots.is_empty() {
         return Err(Error::invalid(
             "the paths option is empty, so nothing may be restored: set it to the paths this unit backs up",
         ));
@@ -131,12 +134,30 @@ pub fn restore(
             )));
         }
     }
+    let has_etcd = info.manifest.sources.iter().any(|s| s.kind == "etcd");
+    let etcd = match (&options.etcd, has_etcd) {
+        (Some(e), true) => Some(e.clone()),
+        (None, true) => {
+            return Err(Error::invalid(
+                "the archive holds an etcd snapshot: set etcd-data-dir, etcd-name and etcd-peer-url to restore it",
+            ));
+        }
+        (_, false) => None,
+    };
+    // Everything that gets swapped: the archive's paths, and the etcd data directory.
+    let mut targets = roots.clone();
+    if let Some(e) = &etcd {
+        if !e.data_dir.is_absolute() {
+            return Err(Error::invalid("etcd-data-dir must be an absolute path"));
+        }
+        targets.push(e.data_dir.clone());
+    }
     let mut stats = RestoreStats {
-        paths: roots.clone(),
+        paths: targets.clone(),
         ..Default::default()
     };
     if let Some(target) = &options.save_existing_to {
-        let existing: Vec<PathBuf> = roots
+        let existing: Vec<PathBuf> = targets
             .iter()
             .filter(|r| fs::symlink_metadata(r).is_ok())
             .cloned()
@@ -167,7 +188,7 @@ pub fn restore(
     let mut journal = Journal {
         phase: Phase::Staging,
         source: archive.display().to_string(),
-        paths: roots
+        paths: targets
             .iter()
             .map(|r| JournalPath {
                 path: r.clone(),
@@ -177,7 +198,7 @@ pub fn restore(
         services: options.services.clone(),
     };
     let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
-    for r in &roots {
+    for r in &targets {
         if let Some(parent) = r.parent() {
             fs::create_dir_all(parent).at("cannot create the parent directory", parent)?;
         }
@@ -204,9 +225,26 @@ pub fn restore(
         }
     };
     progress.step("extracting into staging directories");
-    match extract(&file, &info, &staging, options.limits, progress) {
-        Ok(x) => stats.extracted = x,
-        Err(e) => return Err(undo(&journal, e, "extraction failed")),
+    let side = sibling(&options.state_dir.join("side"), "new");
+    let _ = remove_any(&side);
+    let extracted = extract(&file, &info, &staging, &side, options.limits, progress);
+    let restored_etcd = extracted.and_then(|x| {
+        stats.extracted = x;
+        match &etcd {
+            Some(e) => {
+                progress.step("restoring the etcd snapshot into a fresh data directory");
+                etcd::restore(
+                    &side.join("etcd/snapshot.db"),
+                    e,
+                    &sibling(&e.data_dir, "new"),
+                )
+            }
+            None => Ok(()),
+        }
+    });
+    let _ = remove_any(&side);
+    if let Err(e) = restored_etcd {
+        return Err(undo(&journal, e, "extraction failed"));
     }
     // Only paths the archive has entries for are swapped.
     journal

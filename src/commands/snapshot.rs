@@ -10,6 +10,7 @@ use crate::archive::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
+use crate::source::etcd::{self, EtcdOptions, EtcdSnapshot, SNAPSHOT_ENTRY};
 
 /// What to snapshot and where.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,10 @@ pub struct SnapshotOptions {
     pub compression: Compression,
     /// Who the snapshot is for (a Juju unit name, or any label); recorded in the manifest.
     pub unit: String,
+    /// Also take a consistent snapshot of this etcd member.
+    pub etcd: Option<EtcdOptions>,
+    /// Where the etcd snapshot is staged before it is archived (the unit's state directory).
+    pub scratch_dir: PathBuf,
 }
 
 impl SnapshotOptions {
@@ -48,15 +53,9 @@ pub struct SnapshotStats {
 
 /// Builds the manifest for a paths snapshot.
 pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
-    Manifest {
-        format_version: FORMAT_VERSION,
-        tool: format!("charm-backup {}", env!("CARGO_PKG_VERSION")),
-        host: host_name(),
-        unit: options.unit.clone(),
-        started: jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string(),
-        sources: vec![SourceInfo {
+    let mut sources = Vec::new();
+    if !options.paths.is_empty() {
+        sources.push(SourceInfo {
             kind: "paths".into(),
             paths: options
                 .paths
@@ -65,7 +64,17 @@ pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
                 .collect(),
             exclude: options.exclude.clone(),
             details: Default::default(),
-        }],
+        });
+    }
+    Manifest {
+        format_version: FORMAT_VERSION,
+        tool: format!("charm-backup {}", env!("CARGO_PKG_VERSION")),
+        host: host_name(),
+        unit: options.unit.clone(),
+        started: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        sources,
     }
 }
 
@@ -123,16 +132,63 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
     options: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
-    check_paths(&options.paths)?;
+    if !(options.paths.is_empty() && options.etcd.is_some()) {
+        check_paths(&options.paths)?;
+    }
     let excludes = Excludes::new(&options.exclude)?;
+    let mut manifest = manifest_for(options);
+    let etcd_snapshot = match &options.etcd {
+        Some(e) => {
+            progress.step(&format!("taking an etcd snapshot from {}", e.endpoint));
+            let snap = etcd::save(e, &options.scratch_dir)?;
+            manifest.sources.push(SourceInfo {
+                kind: "etcd".into(),
+                details: snap.details.clone(),
+                ..Default::default()
+            });
+            Some(snap)
+        }
+        None => None,
+    };
+    let result = write_with(
+        out,
+        options,
+        &manifest,
+        &excludes,
+        etcd_snapshot.as_ref(),
+        progress,
+    );
+    if let Some(s) = &etcd_snapshot {
+        let _ = std::fs::remove_file(&s.path);
+    }
+    result
+}
+
+fn write_with<W: std::io::Write + Send + 'static>(
+    out: W,
+    options: &SnapshotOptions,
+    manifest: &Manifest,
+    excludes: &Excludes,
+    etcd_snapshot: Option<&EtcdSnapshot>,
+    progress: &dyn Progress,
+) -> Result<(W, ArchiveStats)> {
     let mut w = ArchiveWriter::create(
         out,
-        &manifest_for(options),
+        manifest,
         &ArchiveOptions::with_compression(options.compression),
     )?;
     for p in &options.paths {
         progress.step(&format!("archiving {}", p.display()));
-        w.append_tree(p, &excludes, progress)?;
+        w.append_tree(p, excludes, progress)?;
+    }
+    if let Some(snap) = etcd_snapshot {
+        let mut f = std::fs::File::open(&snap.path)
+            .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?
+            .len();
+        w.append_stream(SNAPSHOT_ENTRY, size, 0o600, &mut f)?;
     }
     w.finish()
 }

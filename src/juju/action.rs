@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -208,23 +207,32 @@ impl Outcome {
     }
 }
 
-static PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
+thread_local! {
+    /// Where the last panic on this thread happened.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that notes the location for [`guarded`] (per
+/// thread, so concurrent handlers do not mix them up) and then runs the previous hook.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            PANIC_LOCATION.with(|p| *p.borrow_mut() = Some(loc));
+            prev(info);
+        }));
+    });
+}
 
 /// Runs `f`, turning a panic into an error that names where it happened.
 fn guarded<T>(f: impl FnOnce() -> Result<T, BoxError>) -> Result<T, BoxError> {
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        let loc = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        if let Ok(mut g) = PANIC_LOCATION.lock() {
-            *g = Some(loc);
-        }
-    }));
-    let r = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(prev);
-    match r {
+    install_panic_hook();
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
             let what = payload
@@ -233,9 +241,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, BoxError>) -> Result<T, BoxError> {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             let loc = PANIC_LOCATION
-                .lock()
-                .ok()
-                .and_then(|mut g| g.take())
+                .with(|p| p.borrow_mut().take())
                 .unwrap_or_default();
             Err(format!(
                 "internal error: the handler panicked at {loc}: {what} (this is a bug in the \

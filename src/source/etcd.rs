@@ -1,0 +1,161 @@
+//! etcd: consistent v3 snapshots through `etcdctl snapshot save` from the running member (not
+//! a copy of its live `db` file), and restores through `etcdctl snapshot restore` into a fresh
+//! data directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::process::run;
+
+/// Where the snapshot sits inside an archive.
+pub const SNAPSHOT_ENTRY: &str = ".charm-backup/etcd/snapshot.db";
+
+/// How to reach the etcd member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdOptions {
+    /// Client URL of one member, e.g. `https://127.0.0.1:2379`.
+    pub endpoint: String,
+    /// CA certificate file, for TLS.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate file, for TLS.
+    pub cert: Option<PathBuf>,
+    /// Client key file, for TLS.
+    pub key: Option<PathBuf>,
+}
+
+/// How to restore a member from a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdRestoreOptions {
+    /// The member's data directory (swapped for the restored one).
+    pub data_dir: PathBuf,
+    /// The member's name.
+    pub name: String,
+    /// The member's peer URL, e.g. `http://10.0.0.5:2380`.
+    pub peer_url: String,
+}
+
+/// A snapshot taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdSnapshot {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// What to record: server version, revision, key count, hash.
+    pub details: BTreeMap<String, String>,
+}
+
+fn etcdctl(options: &EtcdOptions) -> Command {
+    let mut c = Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", options.endpoint));
+    if let Some(p) = &options.cacert {
+        c.arg(format!("--cacert={}", p.display()));
+    }
+    if let Some(p) = &options.cert {
+        c.arg(format!("--cert={}", p.display()));
+    }
+    if let Some(p) = &options.key {
+        c.arg(format!("--key={}", p.display()));
+    }
+    c
+}
+
+/// Takes a snapshot into `dir` (a file named `etcd-snapshot.db`, mode `0600`) and reads the
+/// server's version and the snapshot's revision, key count and hash.
+///
+/// # Errors
+/// When `etcdctl` is missing, the member cannot be reached, or the snapshot is not valid.
+pub fn save(options: &EtcdOptions, dir: &Path) -> Result<EtcdSnapshot> {
+    if options.endpoint.is_empty() {
+        return Err(Error::invalid("no etcd endpoint is configured"));
+    }
+    crate::archive::create_private_dir(dir)?;
+    let path = dir.join("etcd-snapshot.db");
+    let _ = std::fs::remove_file(&path);
+    let mut details = BTreeMap::new();
+    let status = run(
+        etcdctl(options).args(["endpoint", "status", "-w", "json"]),
+        "read the etcd member's status",
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Connect,
+            format!("cannot reach etcd at {}: {e}", options.endpoint),
+        )
+    })?;
+    if let Ok(v) = serde_json::from_slice::<Value>(&status)
+        && let Some(s) = v.get(0).and_then(|e| e.get("Status"))
+    {
+        if let Some(ver) = s.get("version").and_then(Value::as_str) {
+            details.insert("version".into(), ver.to_string());
+        }
+        if let Some(id) = s.pointer("/header/cluster_id").and_then(Value::as_u64) {
+            details.insert("cluster-id".into(), format!("{id:x}"));
+        }
+    }
+    run(
+        etcdctl(options).args(["snapshot", "save"]).arg(&path),
+        "save an etcd snapshot",
+    )?;
+    let st = run(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&path),
+        "check the etcd snapshot",
+    )?;
+    let v: Value = serde_json::from_slice(&st).map_err(|e| {
+        Error::new(
+            ErrorKind::SourceFailed,
+            "etcdctl snapshot status printed no JSON",
+        )
+        .with_source(e)
+    })?;
+    for (k, name) in [
+        ("revision", "revision"),
+        ("totalKey", "keys"),
+        ("hash", "hash"),
+    ] {
+        if let Some(n) = v.get(k).and_then(Value::as_u64) {
+            details.insert(name.into(), n.to_string());
+        }
+    }
+    details.insert("endpoint".into(), options.endpoint.clone());
+    Ok(EtcdSnapshot { path, details })
+}
+
+/// Restores `snapshot` into `into` (which must not exist) as member `options.name` at
+/// `options.peer_url`, a new single-member cluster, as the etcd charm's restore does.
+///
+/// # Errors
+/// When `etcdctl` fails.
+pub fn restore(snapshot: &Path, options: &EtcdRestoreOptions, into: &Path) -> Result<()> {
+    if options.name.is_empty() || options.peer_url.is_empty() {
+        return Err(Error::invalid(
+            "restoring etcd needs the member's name and peer URL: set etcd-name and etcd-peer-url",
+        ));
+    }
+    run(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "restore"])
+            .arg(snapshot)
+            .arg(format!("--name={}", options.name))
+            .arg(format!("--data-dir={}", into.display()))
+            .arg(format!(
+                "--initial-cluster={}={}",
+                options.name, options.peer_url
+            ))
+            .arg(format!(
+                "--initial-advertise-peer-urls={}",
+                options.peer_url
+            )),
+        "restore the etcd snapshot",
+    )
+    .map(drop)
+}

@@ -1,0 +1,4 @@
+//! Data sources beyond plain paths: things that must be asked for a consistent copy.
+
+pub mod etcd;
+pub mod process;
