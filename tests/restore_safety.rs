@@ -438,7 +438,7 @@ fn a_full_target_filesystem_fails_cleanly() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("failed: cannot save the existing data first, so nothing was restored"),
+        stdout.contains("failed: cannot save the existing data first, nothing was changed"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -8,9 +8,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::archive::manifest::Manifest;
 use crate::archive::reader::{
-    ArchiveInfo, Checked, Limits, Rules, check_sha256, finish_digest, open_stream, read_manifest,
-    stream_err,
+    ArchiveInfo, Checked, Limits, Rules, finish_digest, open_stream, read_manifest, stream_err,
 };
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::progress::Progress;
@@ -29,24 +29,27 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Extracts the archive in `file` (already verified as `info`) so that each manifest root
-/// `roots[i]` lands at `staging[i]`, which must not exist yet, and sources' own data files
-/// (under `.charm-backup/`, such as an etcd snapshot) land under `side`. Owners are restored
-/// when running as root; modes and mtimes always.
+/// Extracts the archive in `file`, whose first entry must be `manifest`, so that each
+/// manifest root `roots[i]` lands at `staging[i]` (which must not exist yet) and sources' own
+/// data files (under `.charm-backup/`, such as an etcd snapshot) land under `side`. Every entry
+/// is checked against the safety rules before it is written, and the whole file is hashed on
+/// the way, so this one pass is also the verification: on any error the caller discards the
+/// staging directories and the unit's data is untouched. Owners are restored when running as
+/// root; modes and mtimes always.
 ///
 /// # Errors
-/// [`ErrorKind::Integrity`] when the archive no longer matches `info` or breaks a rule; any
-/// write failure (e.g. a full filesystem). Staging directories may be left partly written: the
+/// [`ErrorKind::Integrity`] when the archive is damaged, truncated or breaks a rule; any write
+/// failure (e.g. a full filesystem). Staging directories may be left partly written: the
 /// caller removes them.
 pub fn extract(
     file: &File,
-    info: &ArchiveInfo,
+    manifest: &Manifest,
     staging: &[PathBuf],
     side: &Path,
     limits: Limits,
     progress: &dyn Progress,
-) -> Result<ExtractStats> {
-    let mut rules = Rules::with_manifest(limits, &info.manifest)?;
+) -> Result<(ExtractStats, ArchiveInfo)> {
+    let mut rules = Rules::with_manifest(limits, manifest)?;
     let roots = rules.roots();
     if roots.len() != staging.len() {
         return Err(Error::invalid(
@@ -57,7 +60,7 @@ pub fn extract(
         .iter()
         .map(|r| r.strip_prefix("/").unwrap_or(r).to_path_buf())
         .collect();
-    let (mut decoded, hashing, _) = open_stream(file)?;
+    let (mut decoded, compression) = open_stream(file)?;
     let mut stats = ExtractStats::default();
     let root = is_root();
     // Directories get their final mode and mtime after their contents are written.
@@ -68,7 +71,7 @@ pub fn extract(
             let mut entry = entry.map_err(stream_err)?;
             let (i, name) = match rules.check(&entry)? {
                 Checked::Manifest => {
-                    if read_manifest(&mut entry)? != info.manifest {
+                    if read_manifest(&mut entry)? != *manifest {
                         return Err(Error::new(
                             ErrorKind::Integrity,
                             "the archive changed after it was verified: try again",
@@ -177,16 +180,10 @@ pub fn extract(
                     .at("cannot set the owner", &dest)?;
             }
             stats.entries += 1;
-            progress.bytes_done(stats.bytes_written, Some(info.content_bytes));
+            progress.bytes_done(stats.bytes_written, None);
         }
     }
-    let (sha256, _) = finish_digest(decoded, hashing)?;
-    check_sha256(&sha256, Some(&info.sha256)).map_err(|_| {
-        Error::new(
-            ErrorKind::Integrity,
-            "the archive changed after it was verified: nothing was put in place",
-        )
-    })?;
+    let (sha256, bytes) = finish_digest(decoded)?;
     for (dir, mode, mtime) in dirs.into_iter().rev() {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
             .at("cannot set the mode", &dir)?;
@@ -194,7 +191,15 @@ pub fn extract(
             let _ = d.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
         }
     }
-    Ok(stats)
+    let info = ArchiveInfo {
+        manifest: manifest.clone(),
+        sha256,
+        bytes,
+        entries: rules.entries(),
+        content_bytes: rules.content_bytes(),
+        compression: Some(compression),
+    };
+    Ok((stats, info))
 }
 
 fn unreachable_kind() -> Result<()> {

@@ -37,5 +37,8 @@ pub use extract::{ExtractStats, extract, is_root};
 pub use hash::{HashingReader, HashingWriter, hex, sha256_file};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
 pub use output::{AtomicFile, create_private_dir};
-pub use reader::{ArchiveInfo, Limits, VerifyOptions, check_sha256, verify, verify_file};
+pub use reader::{
+    ArchiveInfo, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of, verify,
+    verify_file,
+};
 pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes};

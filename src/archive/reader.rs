@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Component, Path, PathBuf};
 
 use crate::archive::hash::HashingReader;
@@ -21,6 +21,11 @@ pub struct Limits {
     pub max_entry_bytes: u64,
     /// Most content in all entries together, in bytes.
     pub max_total_bytes: u64,
+    /// Accept symlinks whose targets lie outside the restored paths (system trees such as
+    /// `/etc/ssl/certs` are full of them). Off by default: such a link in a hostile archive
+    /// would let the restored application write outside its data. Entries beneath a symlink
+    /// are refused either way, so extraction never writes through one.
+    pub allow_external_symlinks: bool,
 }
 
 impl Default for Limits {
@@ -29,6 +34,7 @@ impl Default for Limits {
             max_entries: 10_000_000,
             max_entry_bytes: 1 << 40,
             max_total_bytes: 4 << 40,
+            allow_external_symlinks: false,
         }
     }
 }
@@ -256,9 +262,11 @@ impl EntryRules {
                 } else {
                     normalize(&name.parent().unwrap_or(Path::new("")).join(&target))
                 };
-                if resolved.is_none_or(|r| self.root_of(&r).is_none()) {
+                if !self.limits.allow_external_symlinks
+                    && resolved.is_none_or(|r| self.root_of(&r).is_none())
+                {
                     return Err(integrity(format!(
-                        "symlink {shown:?} points outside the restored paths (to {:?}): refusing the archive",
+                        "symlink {shown:?} points outside the restored paths (to {:?}): refusing the archive; if you trust it, restore again with allow-external-symlinks=true",
                         target.display().to_string()
                     )));
                 }
@@ -295,13 +303,20 @@ impl EntryRules {
     pub(crate) fn content_bytes(&self) -> u64 {
         self.total
     }
+
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
+    }
 }
 
-/// Compression detected from the first bytes.
-fn detect(r: &mut impl BufRead) -> Result<Compression> {
-    let head = r
-        .fill_buf()
+/// Compression detected from the first bytes of `file`.
+fn detect(file: &File) -> Result<Compression> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 4];
+    let n = file
+        .read_at(&mut head, 0)
         .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Compression::Gzip)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -313,50 +328,108 @@ fn detect(r: &mut impl BufRead) -> Result<Compression> {
     }
 }
 
-/// The hashing reader under a decoder, shared so its digest can be read after decoding.
-pub(crate) type SharedHashing = std::rc::Rc<std::cell::RefCell<HashingReader<BufReader<File>>>>;
-
-/// A decompressing reader over a hashing reader over a file.
+/// Decompressed bytes of an archive. A background thread reads the file, hashes it and
+/// inflates it, so decompression runs on one core while the caller parses and writes on
+/// another; at most [`QUEUED`] chunks of 1 MiB are in flight.
 pub(crate) struct Decoded {
-    inner: Box<dyn Read>,
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    worker: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
 }
 
+/// Chunks queued between the decoding thread and the reader.
+const QUEUED: usize = 4;
+
 impl Read for Decoded {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
-/// Opens `file` from its start for reading entries; returns the decoder and a handle to read
-/// the digest afterwards.
-pub(crate) fn open_stream(file: &File) -> Result<(Decoded, SharedHashing, Compression)> {
+/// Sends everything `d` yields, in 1 MiB chunks.
+fn pump(
+    d: &mut impl Read,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<()> {
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut n = 0;
+        while n < chunk.len() {
+            match d.read(&mut chunk[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        chunk.truncate(n);
+        if tx.send(Ok(chunk)).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the reader stopped",
+            ));
+        }
+    }
+}
+
+/// Opens `file` from its start for reading entries.
+pub(crate) fn open_stream(file: &File) -> Result<(Decoded, Compression)> {
+    let compression = detect(file)?;
     let mut f = file
         .try_clone()
         .map_err(|e| integrity("cannot read the archive").with_source(e))?;
     f.rewind()
         .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    let hashing = std::rc::Rc::new(std::cell::RefCell::new(HashingReader::new(
-        BufReader::with_capacity(1 << 20, f),
-    )));
-    let shared = SharedReader(hashing.clone());
-    let mut buffered = BufReader::with_capacity(1 << 16, shared);
-    let compression = detect(&mut buffered)?;
-    let inner: Box<dyn Read> = match compression {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered)
-                .map_err(|e| integrity("cannot start zstd").with_source(e))?,
-        ),
-    };
-    Ok((Decoded { inner }, hashing, compression))
-}
-
-struct SharedReader(SharedHashing);
-
-impl Read for SharedReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
-    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
+    let worker = std::thread::spawn(move || -> io::Result<(String, u64)> {
+        let hashing = BufReader::with_capacity(1 << 20, HashingReader::new(f));
+        let run = || -> io::Result<(String, u64)> {
+            let h = match compression {
+                Compression::Gzip => {
+                    let mut d = flate2::bufread::MultiGzDecoder::new(hashing);
+                    pump(&mut d, &tx)?;
+                    d.into_inner().into_inner()
+                }
+                Compression::Zstd => {
+                    let mut d = zstd::stream::read::Decoder::with_buffer(hashing)?;
+                    pump(&mut d, &tx)?;
+                    d.finish().into_inner()
+                }
+            };
+            h.finish()
+        };
+        let r = run();
+        if let Err(e) = &r {
+            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+        r
+    });
+    Ok((
+        Decoded {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            worker: Some(worker),
+        },
+        compression,
+    ))
 }
 
 /// Turns a read error inside the stream into an integrity error that says what to do.
@@ -372,18 +445,17 @@ pub(crate) fn stream_err(e: io::Error) -> Error {
 }
 
 /// Finishes the digest: drains the decoder (so gzip's CRC is checked) and the file.
-pub(crate) fn finish_digest(mut decoded: Decoded, hashing: SharedHashing) -> Result<(String, u64)> {
+pub(crate) fn finish_digest(mut decoded: Decoded) -> Result<(String, u64)> {
     io::copy(&mut decoded, &mut io::sink()).map_err(stream_err)?;
+    let worker = decoded.worker.take();
     drop(decoded);
-    let h = std::rc::Rc::try_unwrap(hashing)
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Other,
-                "internal error: archive reader still in use",
-            )
-        })?
-        .into_inner();
-    h.finish().map_err(stream_err)
+    match worker.map(|w| w.join()) {
+        Some(Ok(r)) => r.map_err(stream_err),
+        _ => Err(Error::new(
+            ErrorKind::Other,
+            "internal error: the archive reader thread failed",
+        )),
+    }
 }
 
 /// Checks a digest against the expected one.
@@ -443,7 +515,7 @@ pub fn verify_file(
     options: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<ArchiveInfo> {
-    let (mut decoded, hashing, compression) = open_stream(file)?;
+    let (mut decoded, compression) = open_stream(file)?;
     let mut rules = EntryRules::new(options.limits);
     let mut manifest = None;
     {
@@ -466,7 +538,7 @@ pub fn verify_file(
     let manifest = manifest.ok_or_else(|| integrity("the archive holds no entries"))?;
     let entries = rules.entries;
     let content_bytes = rules.content_bytes();
-    let (sha256, bytes) = finish_digest(decoded, hashing)?;
+    let (sha256, bytes) = finish_digest(decoded)?;
     check_sha256(&sha256, options.expected_sha256.as_deref())?;
     Ok(ArchiveInfo {
         manifest,
@@ -486,4 +558,43 @@ impl Rules {
         r.set_roots(manifest)?;
         Ok(r)
     }
+}
+
+/// Reads only the manifest (the first entry) of the archive in `file`.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] when the file is not a charm-backup archive or its manifest is not
+/// valid.
+pub fn read_manifest_only(file: &File) -> Result<Manifest> {
+    let (mut decoded, _) = open_stream(file)?;
+    let mut archive = tar::Archive::new(&mut decoded);
+    let mut entries = archive.entries().map_err(stream_err)?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| integrity("the archive holds no entries"))?
+        .map_err(stream_err)?;
+    let name = first.path().map_err(stream_err)?.into_owned();
+    if name != Path::new(MANIFEST_NAME) {
+        return Err(integrity(
+            "this is not a charm-backup archive (its first entry is not the manifest): \
+             restore only archives made by the snapshot or create-backup actions",
+        ));
+    }
+    read_manifest(&mut first)
+}
+
+/// The SHA-256 of a whole open file, from its start.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn sha256_of(file: &File) -> Result<String> {
+    let mut f = file
+        .try_clone()
+        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    f.rewind()
+        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    HashingReader::new(BufReader::with_capacity(1 << 20, f))
+        .finish()
+        .map(|(d, _)| d)
+        .map_err(stream_err)
 }

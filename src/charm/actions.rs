@@ -151,6 +151,9 @@ pub struct RestoreParams {
     /// Do not save the existing data.
     #[serde(default)]
     pub skip_backup: bool,
+    /// Accept symlinks that point outside the restored paths.
+    #[serde(default)]
+    pub allow_external_symlinks: bool,
 }
 
 /// `restore` results.
@@ -235,7 +238,10 @@ impl Action for Restore {
             services: config.services(),
             state_dir: state_dir(ctx),
             unit: ctx.juju().workload_unit().to_string(),
-            limits: Limits::default(),
+            limits: Limits {
+                allow_external_symlinks: p.allow_external_symlinks,
+                ..Limits::default()
+            },
             etcd: config.etcd_restore(),
         };
         let progress = ActionProgress::new(ctx);

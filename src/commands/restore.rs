@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{
-    ArchiveInfo, Compression, ExtractStats, Limits, VerifyOptions, extract, verify_file,
+    ArchiveInfo, Compression, ExtractStats, Limits, check_sha256, extract, read_manifest_only,
+    sha256_of,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling};
 use crate::commands::lock::OperationLock;
@@ -107,14 +108,13 @@ pub fn restore(
     if let Some(done) = recover_locked(&options.state_dir)? {
         progress.step(&done);
     }
-    progress.step(&format!("verifying {}", archive.display()));
     let file = fs::File::open(archive).at("cannot open the archive", archive)?;
-    let verify_opts = VerifyOptions {
-        expected_sha256: options.expected_sha256.clone(),
-        limits: options.limits,
-    };
-    let info = verify_file(&file, &verify_opts, progress).map_err(|e| e.with_path(archive))?;
-    let roots: Vec<PathBuf> = info.manifest.roots().iter().map(PathBuf::from).collect();
+    if let Some(expected) = &options.expected_sha256 {
+        progress.step(&format!("checking the sha256 of {}", archive.display()));
+        check_sha256(&sha256_of(&file)?, Some(expected)).map_err(|e| e.with_path(archive))?;
+    }
+    let manifest = read_manifest_only(&file).map_err(|e| e.with_path(archive))?;
+    let roots: Vec<PathBuf> = manifest.roots().iter().map(PathBuf::from).collect();
     if options.allowed_paths.is_empty() && !roots.is_empty() {
         return Err(Error::invalid(
             "the paths option is empty, so nothing may be restored: set it to the paths this unit backs up",
@@ -134,7 +134,7 @@ pub fn restore(
             )));
         }
     }
-    let has_etcd = info.manifest.sources.iter().any(|s| s.kind == "etcd");
+    let has_etcd = manifest.sources.iter().any(|s| s.kind == "etcd");
     let etcd = match (&options.etcd, has_etcd) {
         (Some(e), true) => Some(e.clone()),
         (None, true) => {
@@ -156,35 +156,6 @@ pub fn restore(
         paths: targets.clone(),
         ..Default::default()
     };
-    if let Some(target) = &options.save_existing_to {
-        let existing: Vec<PathBuf> = targets
-            .iter()
-            .filter(|r| fs::symlink_metadata(r).is_ok())
-            .cloned()
-            .collect();
-        if !existing.is_empty() {
-            progress.step(&format!("saving the existing data to {}", target.display()));
-            let mut so = SnapshotOptions::new(existing);
-            so.compression = options.compression;
-            so.unit = options.unit.clone();
-            let name = format!(
-                "{}-pre-restore-{}.{}",
-                options.name_prefix,
-                jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
-                options.compression.extension()
-            );
-            let saved = snapshot(target, &name, &so, progress).map_err(|e| {
-                Error::new(
-                    e.kind(),
-                    format!(
-                        "cannot save the existing data first, so nothing was restored: {}",
-                        chain(&e)
-                    ),
-                )
-            })?;
-            stats.saved = Some(saved);
-        }
-    }
     let mut journal = Journal {
         phase: Phase::Staging,
         source: archive.display().to_string(),
@@ -224,12 +195,18 @@ pub fn restore(
             ),
         }
     };
-    progress.step("extracting into staging directories");
+    progress.step(&format!(
+        "verifying and extracting {} into staging directories",
+        archive.display()
+    ));
     let side = sibling(&options.state_dir.join("side"), "new");
     let _ = remove_any(&side);
-    let extracted = extract(&file, &info, &staging, &side, options.limits, progress);
-    let restored_etcd = extracted.and_then(|x| {
+    let extracted = extract(&file, &manifest, &staging, &side, options.limits, progress);
+    let restored_etcd = extracted.and_then(|(x, info)| {
         stats.extracted = x;
+        // The file may have changed since its checksum was checked: compare what was read.
+        check_sha256(&info.sha256, options.expected_sha256.as_deref())?;
+        stats.archive = info;
         match &etcd {
             Some(e) => {
                 progress.step("restoring the etcd snapshot into a fresh data directory");
@@ -246,6 +223,32 @@ pub fn restore(
     if let Err(e) = restored_etcd {
         return Err(undo(&journal, e, "extraction failed"));
     }
+    if let Some(target) = &options.save_existing_to {
+        let existing: Vec<PathBuf> = targets
+            .iter()
+            .filter(|r| fs::symlink_metadata(r).is_ok())
+            .cloned()
+            .collect();
+        if !existing.is_empty() {
+            progress.step(&format!("saving the existing data to {}", target.display()));
+            let mut so = SnapshotOptions::new(existing);
+            so.compression = options.compression;
+            so.unit = options.unit.clone();
+            let name = format!(
+                "{}-pre-restore-{}.{}",
+                options.name_prefix,
+                jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
+                options.compression.extension()
+            );
+            match snapshot(target, &name, &so, progress) {
+                Ok(saved) => stats.saved = Some(saved),
+                Err(e) => {
+                    return Err(undo(&journal, e, "cannot save the existing data first"));
+                }
+            }
+        }
+    }
+
     // Only paths the archive has entries for are swapped.
     journal
         .paths
@@ -274,7 +277,6 @@ pub fn restore(
             ),
         )
     })?;
-    stats.archive = info;
     stats.elapsed = start.elapsed();
     Ok(stats)
 }
