@@ -68,6 +68,48 @@ pub fn remove_any(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Removes a tree like [`remove_any`], spreading its top-level entries over the cores: old
+/// data is often tens of thousands of files, and unlinking them is most of a restore's tail.
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !m.is_dir() {
+        return remove_any(path);
+    }
+    let children: Vec<PathBuf> = fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(children.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let result = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> std::io::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(c) = children.get(i) else {
+                            return Ok(());
+                        };
+                        remove_any(c)?;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a removal thread panicked")))
+            })
+            .collect::<std::io::Result<Vec<()>>>()
+    });
+    result?;
+    fs::remove_dir(path)
+}
+
 fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
@@ -181,7 +223,7 @@ impl Journal {
         for p in &self.paths {
             for tag in ["old", "new", "trash"] {
                 let s = sibling(&p.path, tag);
-                remove_any(&s).at("cannot remove", &s)?;
+                remove_tree(&s).at("cannot remove", &s)?;
             }
         }
         Ok(())
