@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive::Limits;
 use crate::charm::config::CharmConfig;
 use crate::charm::progress::ActionProgress;
+use crate::charm::s3::s3_options;
 use crate::commands::create_backup::{
     BACKUP_PREFIX, BackupMetadata, CreateBackupOptions, METADATA_NAME, create_backup,
 };
@@ -15,7 +16,7 @@ use crate::commands::restore::{RestoreOptions, restore};
 use crate::commands::snapshot::{SnapshotOptions, snapshot, snapshot_file_name};
 use crate::error::{Error, ErrorKind};
 use crate::juju::{Action, BoxError, Context};
-use crate::store::{LocalStore, Store};
+use crate::store::{LocalStore, S3Store, Store};
 
 /// Where the unit keeps its lock (beside the charm directory, in the unit agent's directory).
 pub fn state_dir(ctx: &Context) -> PathBuf {
@@ -36,8 +37,12 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     Ok(o)
 }
 
-fn open_store(config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
-    Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?))
+/// The backup store: the `s3-parameters` bucket when related, else the local store.
+fn open_store(ctx: &Context, config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
+    match s3_options(ctx)? {
+        Some(o) => Ok(Box::new(S3Store::open(&o)?)),
+        None => Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?)),
+    }
 }
 
 fn log_warnings(ctx: &Context, warnings: &[String]) {
@@ -197,7 +202,7 @@ impl Action for Restore {
         let config = CharmConfig::read(ctx)?;
         let mut expected = p.sha256.clone();
         let source: PathBuf = if let Some(id) = &p.backup_id {
-            let store = open_store(&config)?;
+            let store = open_store(ctx, &config)?;
             let meta = read_metadata(store.as_ref(), id)?;
             if !meta.status.starts_with("finished") {
                 return Err(Error::new(
@@ -222,7 +227,10 @@ impl Action for Restore {
                 .into());
             }
             expected = Some(meta.sha256.clone());
-            PathBuf::from(store.url(&meta.archive))
+            match store.local_path(&meta.archive) {
+                Some(p) => p,
+                None => download(ctx, store.as_ref(), &meta)?,
+            }
         } else if let Some(path) = &p.path {
             PathBuf::from(path)
         } else {
@@ -275,6 +283,18 @@ impl Action for Restore {
             }),
         })
     }
+}
+
+/// Streams a backup's archive from the store into the unit's state directory.
+fn download(ctx: &Context, store: &dyn Store, meta: &BackupMetadata) -> Result<PathBuf, BoxError> {
+    ctx.log(&format!("downloading {}", store.url(&meta.archive)));
+    let name = meta.archive.rsplit('/').next().unwrap_or("backup.tar.gz");
+    let dest = state_dir(ctx).join("download").join(name);
+    let _ = std::fs::remove_file(&dest);
+    let mut out = crate::archive::AtomicFile::create(&dest)?;
+    let mut r = store.open(&meta.archive)?;
+    std::io::copy(&mut r, &mut out)?;
+    Ok(out.commit()?)
 }
 
 fn read_metadata(store: &dyn Store, id: &str) -> Result<BackupMetadata, BoxError> {
@@ -349,7 +369,7 @@ impl Action for CreateBackup {
         p: CreateBackupParams,
     ) -> Result<CreateBackupResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
-        let store = open_store(&config)?;
+        let store = open_store(ctx, &config)?;
         let options = CreateBackupOptions {
             snapshot: snapshot_options(ctx, &config)?,
             kind: p.kind,
@@ -401,7 +421,7 @@ impl Action for ListBackups {
 
     fn run(&self, ctx: &mut Context, p: ListBackupsParams) -> Result<ListBackupsResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
-        let store = open_store(&config)?;
+        let store = open_store(ctx, &config)?;
         let list = list_backups(store.as_ref())?;
         let backups = match p.format.as_str() {
             "json" => serde_json::to_string(&list)?,

@@ -4,9 +4,6 @@ use crate::archive::create_private_dir;
 use crate::charm::config::CharmConfig;
 use crate::juju::{BoxError, Context, Status};
 
-/// The `s3-parameters` fields a usable bucket needs.
-pub const S3_REQUIRED: [&str; 3] = ["bucket", "access-key", "secret-key"];
-
 /// Handles every hook: `install`, `config-changed`, `update-status`, `upgrade-charm`, `start`
 /// and the `s3-parameters` relation hooks all end in the status the config calls for.
 ///
@@ -45,27 +42,33 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
     if let Some(s) = config.problem() {
         return Ok(s);
     }
-    let mut note = String::new();
-    if let Some(rel) = ctx.relation("s3-parameters")? {
-        let missing: Vec<&str> = S3_REQUIRED
-            .iter()
-            .copied()
-            .filter(|k| rel.data.get(*k).is_none_or(|v| v.is_empty()))
-            .collect();
+    let mut dest = config.local_store.clone();
+    if let Some(o) = crate::charm::s3::s3_options(ctx)? {
+        let missing: Vec<&str> = [
+            ("bucket", &o.bucket),
+            ("access-key", &o.access_key),
+            ("secret-key", &o.secret_key),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| *k)
+        .collect();
         if !missing.is_empty() {
+            let app = ctx
+                .relation(crate::charm::s3::ENDPOINT)?
+                .map(|r| r.app)
+                .unwrap_or_default();
             return Ok(Status::Blocked(format!(
-                "s3-parameters from {} lacks {}: set them on the s3-integrator",
-                rel.app,
+                "s3-parameters from {app} lacks {}: set them on the s3-integrator",
                 missing.join(", ")
             )));
         }
-        note = format!(
-            " (bucket {} is related; this version keeps backups in the local store)",
-            rel.data
-                .get("bucket")
-                .map(String::as_str)
-                .unwrap_or_default()
-        );
+        let path = o.path.trim_matches('/');
+        dest = if path.is_empty() {
+            format!("s3://{}", o.bucket)
+        } else {
+            format!("s3://{}/{path}", o.bucket)
+        };
     }
     let mut what: Vec<String> = config
         .paths
@@ -76,8 +79,7 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         what.insert(0, format!("etcd at {}", config.etcd_endpoint));
     }
     Ok(Status::Active(format!(
-        "backing up {} to {}{note}",
-        what.join(" "),
-        config.local_store
+        "backing up {} to {dest}",
+        what.join(" ")
     )))
 }

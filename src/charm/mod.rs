@@ -5,6 +5,7 @@ pub mod actions;
 pub mod config;
 pub mod hooks;
 pub mod progress;
+pub mod s3;
 
 use crate::juju::Charm;
 

