@@ -167,6 +167,50 @@ fn create_and_list_backups_in_the_local_store() {
         "{table}"
     );
     assert!(table.contains(&id) && table.contains("finished"), "{table}");
+
+    let shown = h
+        .run_action(
+            &charm(),
+            action("show-backup").param("backup-id", id.clone()),
+        )
+        .unwrap();
+    assert_eq!(shown.results["backup"]["notes"], "first");
+    assert_eq!(shown.results["backup"]["status"], "finished");
+    assert_eq!(shown.results["backup"]["sources"]["0"]["kind"], "paths");
+    assert_eq!(
+        shown.results["backup"]["sha256"].as_str().unwrap().len(),
+        64
+    );
+
+    let removed = h
+        .run_action(
+            &charm(),
+            action("remove-backup").param("backup-id", id.clone()),
+        )
+        .unwrap();
+    assert_eq!(removed.results["removed"], "2");
+    let listed = h.run_action(&charm(), action("list-backups")).unwrap();
+    assert!(!listed.results["backups"].as_str().unwrap().contains(&id));
+    let err = h
+        .run_action(
+            &charm(),
+            action("show-backup").param("backup-id", id.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        err.message.starts_with(&format!("no backup {id} in")),
+        "{}",
+        err.message
+    );
+    let err = h.run_action(&charm(), action("remove-backup")).unwrap_err();
+    assert!(
+        !err.scheduled
+            && err
+                .message
+                .contains("\"backup-id\" property is missing and required"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]

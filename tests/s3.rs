@@ -38,6 +38,8 @@ fn weed_bin() -> PathBuf {
 struct Weed {
     child: Child,
     endpoint: String,
+    args: Vec<String>,
+    s3: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -70,25 +72,48 @@ impl Weed {
         ] {
             args.push(format!("-{p}={}", free_port()));
         }
-        let child = Command::new(weed_bin())
+        let child = Weed::spawn(&args);
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let w = Weed {
+            child,
+            endpoint,
+            args,
+            s3,
+            _dir: dir,
+        };
+        w.wait_ready();
+        w
+    }
+
+    fn spawn(args: &[String]) -> Child {
+        Command::new(weed_bin())
             .arg("mini")
-            .args(&args)
+            .args(args)
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let endpoint = format!("http://127.0.0.1:{s3}");
-        let w = Weed {
-            child,
-            endpoint,
-            _dir: dir,
-        };
-        // Ready when the bucket answers (even 403 means the gateway is up; wait for the bucket).
+            .unwrap()
+    }
+
+    /// Stops the server abruptly, as a crash or a network cut would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same data and ports.
+    fn restart(&mut self) {
+        self.child = Weed::spawn(&self.args);
+        self.wait_ready();
+    }
+
+    /// Ready once the S3 port accepts connections and the gateway had a moment to load.
+    fn wait_ready(&self) {
         let t = Instant::now();
         loop {
-            let ok = std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok();
+            let ok = std::net::TcpStream::connect(("127.0.0.1", self.s3)).is_ok();
             if ok && t.elapsed() > Duration::from_millis(1500) {
                 break;
             }
@@ -98,7 +123,6 @@ impl Weed {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        w
     }
 }
 
@@ -259,4 +283,57 @@ fn bad_credentials_and_missing_settings_fail_fast_and_clearly() {
         "{:?}",
         out.status
     );
+}
+
+#[test]
+fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
+    let mut weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    for i in 0..6 {
+        fs::write(data.join(format!("part{i}.bin")), random(48 << 20)).unwrap();
+    }
+    let endpoint = weed.endpoint.clone();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", endpoint.as_str()),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+        ("s3-uri-style", "path"),
+    ];
+    let h = harness(tmp.path(), &data, &rel);
+    let worker = {
+        let h = h.clone();
+        std::thread::spawn(move || h.run_action(&charm(), action("create-backup")))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !worker.is_finished(),
+        "the upload should still be running when the server dies"
+    );
+    weed.kill();
+    let err = worker.join().unwrap().unwrap_err();
+    assert!(err.scheduled);
+    assert!(
+        err.message
+            .contains("check that the S3 server is up and reachable, then run the action again")
+            || err
+                .message
+                .contains("check the endpoint and that the S3 server is up"),
+        "{}",
+        err.message
+    );
+    weed.restart();
+    let listed = h
+        .run_action(&charm(), action("list-backups").param("format", "json"))
+        .unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(listed.results["backups"].as_str().unwrap()).unwrap();
+    for b in list["backups"].as_array().unwrap() {
+        assert_ne!(
+            b["status"], "finished",
+            "a failed upload is never listed as finished: {b}"
+        );
+    }
 }

@@ -430,3 +430,92 @@ impl Action for ListBackups {
         Ok(ListBackupsResults { backups })
     }
 }
+
+/// Params of the actions that name one backup.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BackupIdParams {
+    /// The backup's id.
+    pub backup_id: String,
+}
+
+/// `show-backup`: one backup's metadata, as `juju backups info` shows it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShowBackup;
+
+/// `show-backup` results.
+#[derive(Debug, Serialize)]
+pub struct ShowBackupResults {
+    /// Every recorded field, under `backup.`.
+    pub backup: BackupMetadata,
+}
+
+impl Action for ShowBackup {
+    const NAME: &'static str = "show-backup";
+    type Params = BackupIdParams;
+    type Results = ShowBackupResults;
+
+    fn run(&self, ctx: &mut Context, p: BackupIdParams) -> Result<ShowBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        Ok(ShowBackupResults {
+            backup: read_metadata(store.as_ref(), &p.backup_id)?,
+        })
+    }
+}
+
+/// `remove-backup`: delete one backup's archive and metadata.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RemoveBackup;
+
+/// `remove-backup` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RemoveBackupResults {
+    /// The id removed.
+    pub backup_id: String,
+    /// Objects deleted.
+    pub removed: usize,
+}
+
+impl Action for RemoveBackup {
+    const NAME: &'static str = "remove-backup";
+    type Params = BackupIdParams;
+    type Results = RemoveBackupResults;
+
+    fn run(&self, ctx: &mut Context, p: BackupIdParams) -> Result<RemoveBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let prefix = format!("{BACKUP_PREFIX}{}/", p.backup_id);
+        if p.backup_id.is_empty() || p.backup_id.contains('/') {
+            return Err(Error::invalid(format!(
+                "{:?} is not a backup id: see list-backups",
+                p.backup_id
+            ))
+            .into());
+        }
+        let objects = store.list(&prefix)?;
+        if objects.is_empty() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no backup {} in {}: run list-backups to see the ids",
+                    p.backup_id,
+                    store.name()
+                ),
+            )
+            .into());
+        }
+        // The sidecar goes first, so a half-removed backup is listed as incomplete, not finished.
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        keys.sort_by_key(|k| !k.ends_with(METADATA_NAME));
+        for k in &keys {
+            store.delete(k)?;
+            ctx.log(&format!("removed {}", store.url(k)));
+        }
+        Ok(RemoveBackupResults {
+            backup_id: p.backup_id,
+            removed: keys.len(),
+        })
+    }
+}

@@ -16,6 +16,8 @@ pub fn charm() -> Charm {
         .action(actions::Restore)
         .action(actions::CreateBackup)
         .action(actions::ListBackups)
+        .action(actions::ShowBackup)
+        .action(actions::RemoveBackup)
         .hooks(hooks::handle)
         .before(hooks::recover_interrupted)
 }

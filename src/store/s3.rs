@@ -211,7 +211,12 @@ impl Write for S3Writer {
         let _g = self.rt.enter();
         self.rt
             .block_on(up.wait_for_capacity(PARTS_IN_FLIGHT))
-            .map_err(|e| std::io::Error::other(format!("uploading {} failed: {e}", self.key)))?;
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "uploading {} to S3 failed ({e}): check that the S3 server is up and reachable, then run the action again",
+                    self.key
+                ))
+            })?;
         up.write(buf);
         Ok(buf.len())
     }
