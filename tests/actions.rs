@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "testing")]
 
+mod common;
+use common::listing;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use charm_backup::charm::charm;
@@ -19,33 +21,6 @@ fn tree(root: &Path) {
     fs::write(root.join("sub/b.bin"), vec![7u8; 100_000]).unwrap();
     std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
     fs::hard_link(root.join("a.txt"), root.join("hard")).unwrap();
-}
-
-/// Every file, link and directory with its content or target, for exact comparisons.
-fn listing(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let m = fs::symlink_metadata(&d).unwrap();
-        let rel = d.strip_prefix(root).unwrap().to_path_buf();
-        use std::os::unix::fs::PermissionsExt;
-        let mode = m.permissions().mode() & 0o7777;
-        if m.file_type().is_symlink() {
-            out.push((
-                rel,
-                format!("link {}", fs::read_link(&d).unwrap().display()),
-            ));
-        } else if m.is_dir() {
-            out.push((rel, format!("dir {mode:o}")));
-            for e in fs::read_dir(&d).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        } else {
-            out.push((rel, format!("file {mode:o} {:?}", fs::read(&d).unwrap())));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

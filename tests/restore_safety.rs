@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "agent")]
 
+mod common;
+use common::listing;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,35 +15,6 @@ use charm_backup::archive::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo}
 use charm_backup::charm::charm;
 use charm_backup::commands::lock::OperationLock;
 use charm_backup::testing::{Harness, action};
-
-/// Every file, link and directory with its mode and content or target.
-fn listing(root: &Path) -> Vec<(PathBuf, String)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(m) = fs::symlink_metadata(&d) else {
-            continue;
-        };
-        let rel = d.strip_prefix(root).unwrap().to_path_buf();
-        let mode = m.permissions().mode() & 0o7777;
-        if m.file_type().is_symlink() {
-            out.push((
-                rel,
-                format!("link {}", fs::read_link(&d).unwrap().display()),
-            ));
-        } else if m.is_dir() {
-            out.push((rel, format!("dir {mode:o}")));
-            for e in fs::read_dir(&d).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        } else {
-            out.push((rel, format!("file {mode:o} {:?}", fs::read(&d).unwrap())));
-        }
-    }
-    out.sort();
-    out
-}
 
 struct Unit {
     tmp: tempfile::TempDir,

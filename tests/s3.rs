@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "testing")]
 
+mod common;
+use common::{free_port, random};
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,14 +15,6 @@ use charm_backup::testing::{Harness, action};
 
 const KEY: &str = "AKIDTEST";
 const SECRET: &str = "SECRETKEYTEST";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn weed_bin() -> PathBuf {
     if let Ok(b) = std::env::var("WEED_BIN") {
@@ -131,14 +124,6 @@ impl Drop for Weed {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn random(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut v))
-        .unwrap();
-    v
 }
 
 fn harness(tmp: &Path, data: &Path, relation: &[(&str, &str)]) -> Harness {

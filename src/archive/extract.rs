@@ -24,6 +24,17 @@ pub struct ExtractStats {
     pub bytes_written: u64,
 }
 
+/// Creates a file that must not exist yet (never following a link), mode `0600` until its
+/// final mode is set.
+fn new_file(dest: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .at("cannot create a file while restoring", dest)
+}
+
 /// Whether this process runs as root (and so may restore owners and special mode bits).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -85,12 +96,7 @@ pub fn extract(
                     if let Some(parent) = dest.parent() {
                         crate::archive::create_private_dir(parent)?;
                     }
-                    let mut f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&dest)
-                        .at("cannot create a file while restoring", &dest)?;
+                    let mut f = new_file(&dest)?;
                     stats.bytes_written += io::copy(&mut entry, &mut f).map_err(stream_err)?;
                     stats.entries += 1;
                     continue;
@@ -126,12 +132,7 @@ pub fn extract(
                     dirs.push((dest.clone(), mode, mtime));
                 }
                 T::Regular | T::Continuous => {
-                    let mut f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&dest)
-                        .at("cannot create a file while restoring", &dest)?;
+                    let mut f = new_file(&dest)?;
                     let n = io::copy(&mut entry, &mut f).map_err(|e| {
                         if e.kind() == io::ErrorKind::UnexpectedEof
                             || e.kind() == io::ErrorKind::InvalidData

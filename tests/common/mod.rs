@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+/// Every file, link and directory under `root` with its mode and content or target, sorted,
+/// for byte-for-byte comparisons of trees.
+pub fn listing(root: &Path) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&d) else {
+            continue;
+        };
+        let rel = d.strip_prefix(root).unwrap().to_path_buf();
+        let mode = m.permissions().mode() & 0o7777;
+        if m.file_type().is_symlink() {
+            out.push((
+                rel,
+                format!("link {}", fs::read_link(&d).unwrap().display()),
+            ));
+        } else if m.is_dir() {
+            out.push((rel, format!("dir {mode:o}")));
+            for e in fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else {
+            out.push((rel, format!("file {mode:o} {:?}", fs::read(&d).unwrap())));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `len` random bytes (incompressible test data).
+pub fn random(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut v))
+        .unwrap();
+    v
+}
