@@ -9,7 +9,7 @@ use crate::charm::config::CharmConfig;
 use crate::charm::progress::ActionProgress;
 use crate::charm::s3::s3_options;
 use crate::commands::create_backup::{
-    BACKUP_PREFIX, BackupMetadata, CreateBackupOptions, METADATA_NAME, create_backup,
+    BACKUP_PREFIX, BackupMetadata, CreateBackupOptions, FAILED_NAME, METADATA_NAME, create_backup,
 };
 use crate::commands::list_backups::{human_size, list_backups};
 use crate::commands::restore::{RestoreOptions, restore};
@@ -298,7 +298,11 @@ fn download(ctx: &Context, store: &dyn Store, meta: &BackupMetadata) -> Result<P
 }
 
 fn read_metadata(store: &dyn Store, id: &str) -> Result<BackupMetadata, BoxError> {
-    let key = format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}");
+    let failed = format!("{BACKUP_PREFIX}{id}/{FAILED_NAME}");
+    let key = match store.list(&failed)?.is_empty() {
+        true => format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}"),
+        false => failed,
+    };
     let mut buf = Vec::new();
     let mut r = store.open(&key).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {

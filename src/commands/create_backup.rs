@@ -15,8 +15,12 @@ use crate::store::Store;
 /// Key prefix of all backups in a store.
 pub const BACKUP_PREFIX: &str = "backup/";
 
-/// Name of the sidecar in each backup's folder.
+/// Name of the sidecar of a finished backup, written last: a backup without it is incomplete.
 pub const METADATA_NAME: &str = "metadata.json";
+
+/// Name of the sidecar of a failed backup (same content, status `failed: <why>`), so listing
+/// tells finished from failed without reading every sidecar.
+pub const FAILED_NAME: &str = "failed.json";
 
 /// A backup's metadata sidecar: what `juju backups info` shows, plus what a restore needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +198,7 @@ pub fn create_backup(
         Err(e) => {
             meta.status = format!("failed: {}", chain(&e));
             if let Ok(json) = serde_json::to_vec_pretty(&meta) {
-                let _ = store.put(&meta_key, &json);
+                let _ = store.put(&format!("{BACKUP_PREFIX}{id}/{FAILED_NAME}"), &json);
             }
             Err(e)
         }

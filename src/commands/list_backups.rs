@@ -5,7 +5,9 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::commands::create_backup::{BACKUP_PREFIX, BackupMetadata, METADATA_NAME};
+use crate::commands::create_backup::{
+    BACKUP_PREFIX, BackupMetadata, FAILED_NAME, METADATA_NAME, format_time,
+};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -44,54 +46,64 @@ pub struct ListBackupsStats {
     pub backups: Vec<BackupRow>,
 }
 
-/// Lists the backups in `store` with one listing call plus one read per backup's sidecar.
+/// Lists the backups in `store` from one (paginated) listing: finished and in-progress backups
+/// need no further request; a failed one costs one read, for the reason.
 ///
 /// # Errors
 /// When the store cannot be listed.
 pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
+    #[derive(Default)]
+    struct Seen {
+        finished: Option<Option<jiff::Timestamp>>,
+        failed: Option<String>,
+        archive_bytes: u64,
+    }
     let objects = store.list(BACKUP_PREFIX)?;
-    let mut by_id: BTreeMap<String, (Option<String>, u64)> = BTreeMap::new();
-    for o in &objects {
-        let Some(rest) = o.key.strip_prefix(BACKUP_PREFIX) else {
-            continue;
-        };
-        let Some((id, name)) = rest.split_once('/') else {
+    let mut by_id: BTreeMap<String, Seen> = BTreeMap::new();
+    for o in objects {
+        let Some((id, name)) = o
+            .key
+            .strip_prefix(BACKUP_PREFIX)
+            .and_then(|r| r.split_once('/'))
+        else {
             continue;
         };
         let e = by_id.entry(id.to_string()).or_default();
-        if name == METADATA_NAME {
-            e.0 = Some(o.key.clone());
-        } else {
-            e.1 += o.size;
+        match name {
+            METADATA_NAME => e.finished = Some(o.modified),
+            FAILED_NAME => e.failed = Some(o.key.clone()),
+            _ => e.archive_bytes += o.size,
         }
     }
-    let mut backups = Vec::new();
-    for (id, (meta_key, size)) in by_id {
-        let meta: Option<BackupMetadata> = meta_key.and_then(|k| {
-            let mut buf = Vec::new();
-            store.open(&k).ok()?.read_to_end(&mut buf).ok()?;
-            serde_json::from_slice(&buf).ok()
-        });
-        let path = format!("{}{id}", store.base_path());
-        backups.push(match meta {
-            Some(m) => BackupRow {
-                backup_id: id,
-                kind: m.kind,
-                status: m.status,
-                size_bytes: m.size,
-                started: m.started,
-                finished: m.finished,
-                backup_path: path,
-            },
-            None => BackupRow {
-                backup_id: id,
-                kind: "full".into(),
-                status: "in progress".into(),
-                size_bytes: size,
-                backup_path: path,
-                ..Default::default()
-            },
-        });
+    let mut backups = Vec::with_capacity(by_id.len());
+    for (id, seen) in by_id {
+        let mut row = BackupRow {
+            kind: "full".into(),
+            started: id.clone(),
+            size_bytes: seen.archive_bytes,
+            backup_path: format!("{}{id}", store.base_path()),
+            backup_id: id,
+            ..Default::default()
+        };
+        if let Some(modified) = seen.finished {
+            // Everything the table needs is in the listing: no read per backup.
+            row.status = "finished".into();
+            row.finished = modified.map(format_time).unwrap_or_default();
+        } else if let Some(key) = seen.failed {
+            // Failures are rare; read why.
+            let meta: Option<BackupMetadata> = (|| {
+                let mut buf = Vec::new();
+                store.open(&key).ok()?.read_to_end(&mut buf).ok()?;
+                serde_json::from_slice(&buf).ok()
+            })();
+            row.status = meta
+                .as_ref()
+                .map_or_else(|| "failed".into(), |m| m.status.clone());
+            row.finished = meta.map(|m| m.finished).unwrap_or_default();
+        } else {
+            row.status = "in progress".into();
+        }
+        backups.push(row);
     }
     Ok(ListBackupsStats {
         store_kind: store.kind().into(),

@@ -130,6 +130,10 @@ impl Store for LocalStore {
                     out.push(ObjectMeta {
                         key,
                         size: meta.len(),
+                        modified: meta
+                            .modified()
+                            .ok()
+                            .and_then(|t| jiff::Timestamp::try_from(t).ok()),
                     });
                 }
             }

@@ -31,6 +31,8 @@ pub struct ObjectMeta {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last written, if the store says.
+    pub modified: Option<jiff::Timestamp>,
 }
 
 /// An object being written; it appears under its key only on [`ObjectWriter::commit`].

@@ -347,8 +347,11 @@ impl Store for S3Store {
             .filter_map(|m| {
                 let key = m.location.to_string();
                 let key = key.strip_prefix(&strip).unwrap_or(&key).to_string();
-                key.starts_with(prefix)
-                    .then_some(ObjectMeta { key, size: m.size })
+                key.starts_with(prefix).then_some(ObjectMeta {
+                    key,
+                    size: m.size,
+                    modified: jiff::Timestamp::from_second(m.last_modified.timestamp()).ok(),
+                })
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
