@@ -13,60 +13,32 @@ cd "$(dirname "$0")/.."
 top=$PWD
 bench=${1:-/var/tmp/charm-backup-bench}
 
-need=()
-command -v pigz >/dev/null || need+=(pigz)
-[ -x /usr/bin/time ] || need+=(time)
-if [ "${#need[@]}" -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}"
-fi
+. bench/lib.sh
+bench_apt pigz time
 cargo build --release --all-features --quiet
 agent=$top/target/release/charm-backup
 
 data=$bench/data
-if [ ! -f "$bench/.complete" ]; then
-  echo "building a mixed tree of >= 1 GiB in $data (system libraries, docs, scripts, random blobs)"
-  rm -rf "$bench"; mkdir -p "$data"
-  cp -a /usr/share "$data/share"
-  cp -a /usr/lib/x86_64-linux-gnu "$data/lib"
-  head -c $((128 << 20)) /dev/urandom > "$data/random.bin"
-  i=0
-  while [ "$(du -sm "$data" | cut -f1)" -lt 1100 ]; do
-    i=$((i + 1)); cp -a /usr/share/doc "$data/doc$i"
-  done
-  touch "$bench/.complete"
-fi
+bench_tree "$bench"
 out=$bench/out
 rm -rf "$out" "$bench/agent" "$bench/gnu-x"; mkdir -p "$out"
 size_mb=$(du -sm "$data" | cut -f1)
 files=$(find "$data" -type f | wc -l)
 echo "tree: $size_mb MiB in $files files; $(nproc) cores"
-# Warm the page cache so every contender reads from memory.
-tar cf - -C "$bench" data | cat > /dev/null
-
 "$agent" config --agent-dir "$bench/agent" "paths=$data" "local-store=$bench/store" >/dev/null
 
-t() { # t NAME CMD...: runs CMD under /usr/bin/time, records seconds and peak KiB
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$bench/time.$name" "$@" > "$bench/stdout.$name" 2> "$bench/stderr.$name" \
-    || { echo "$name failed:"; cat "$bench/stderr.$name"; exit 1; }
-  read -r secs kib < "$bench/time.$name"
-  if grep -q '"status":"failed"' "$bench/stdout.$name"; then echo "$name failed:"; cat "$bench/stdout.$name"; exit 1; fi
-  eval "T_$name=$secs; M_$name=$kib"
-}
-
-t ours "$agent" run --agent-dir "$bench/agent" snapshot "target=$out/ours" --format json
+bench_time ours "$agent" run --agent-dir "$bench/agent" snapshot "target=$out/ours" --format json
 ours_file=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["charm-backup/0"]["results"]["snapshot"]["path"])' "$bench/stdout.ours")
-t gnu sh -c "tar czf '$out/gnu.tar.gz' -C '$bench' data && sha256sum '$out/gnu.tar.gz' > '$out/gnu.sha256'"
-t pigz sh -c "tar cf - -C '$bench' data | pigz -p 2 | tee '$out/pigz.tar.gz' | sha256sum > '$out/pigz.sha256'"
+bench_time gnu sh -c "tar czf '$out/gnu.tar.gz' -C '$bench' data && sha256sum '$out/gnu.tar.gz' > '$out/gnu.sha256'"
+bench_time pigz sh -c "tar cf - -C '$bench' data | pigz -p 2 | tee '$out/pigz.tar.gz' | sha256sum > '$out/pigz.sha256'"
 S_ours=$(stat -c %s "$ours_file"); S_gnu=$(stat -c %s "$out/gnu.tar.gz"); S_pigz=$(stat -c %s "$out/pigz.tar.gz")
 
 # Restore: ours verifies (checksum, every entry) then extracts and swaps; GNU checks the sum,
 # then extracts into a fresh directory.
 sum=$(sha256sum "$ours_file" | cut -d' ' -f1)
-t ours_restore "$agent" run --agent-dir "$bench/agent" restore "path=$ours_file" "sha256=$sum" skip-backup=true allow-external-symlinks=true --format json
+bench_time ours_restore "$agent" run --agent-dir "$bench/agent" restore "path=$ours_file" "sha256=$sum" skip-backup=true allow-external-symlinks=true --format json
 mkdir -p "$bench/gnu-x"
-t gnu_restore sh -c "cd '$out' && sha256sum -c --quiet gnu.sha256 && tar xzf gnu.tar.gz -C '$bench/gnu-x'"
+bench_time gnu_restore sh -c "cd '$out' && sha256sum -c --quiet gnu.sha256 && tar xzf gnu.tar.gz -C '$bench/gnu-x'"
 rm -rf "$bench/gnu-x"
 
 python3 - "$T_ours" "$T_gnu" "$T_pigz" "$S_ours" "$S_gnu" "$S_pigz" "$M_ours" "$M_gnu" "$M_pigz" "$T_ours_restore" "$T_gnu_restore" "$M_ours_restore" <<'PY'

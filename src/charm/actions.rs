@@ -409,6 +409,8 @@ pub struct ListBackups;
 pub struct ListBackupsParams {
     /// `table` or `json`.
     pub format: String,
+    /// Show only the newest this many (0: all).
+    pub limit: usize,
 }
 
 /// `list-backups` results.
@@ -426,7 +428,8 @@ impl Action for ListBackups {
     fn run(&self, ctx: &mut Context, p: ListBackupsParams) -> Result<ListBackupsResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
         let store = open_store(ctx, &config)?;
-        let list = list_backups(store.as_ref())?;
+        let mut list = list_backups(store.as_ref())?;
+        list.keep_newest(p.limit);
         let backups = match p.format.as_str() {
             "json" => serde_json::to_string(&list)?,
             _ => list.table(),

