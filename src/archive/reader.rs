@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek};
+use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
 use crate::archive::hash::HashingReader;
@@ -389,14 +389,36 @@ fn pump(
     }
 }
 
+/// Reads a file from its start with positioned reads, so several readers of one open file
+/// (a duplicated descriptor shares its offset) never disturb each other.
+pub(crate) struct FromStart {
+    file: File,
+    pos: u64,
+}
+
+impl FromStart {
+    /// A reader of `file` from offset 0.
+    pub(crate) fn new(file: &File) -> Result<Self> {
+        let file = file
+            .try_clone()
+            .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+        Ok(FromStart { file, pos: 0 })
+    }
+}
+
+impl Read for FromStart {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Opens `file` from its start for reading entries.
 pub(crate) fn open_stream(file: &File) -> Result<(Decoded, Compression)> {
     let compression = detect(file)?;
-    let mut f = file
-        .try_clone()
-        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    f.rewind()
-        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
+    let f = FromStart::new(file)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
     let worker = std::thread::spawn(move || -> io::Result<(String, u64)> {
         let hashing = BufReader::with_capacity(1 << 20, HashingReader::new(f));
@@ -588,13 +610,46 @@ pub fn read_manifest_only(file: &File) -> Result<Manifest> {
 /// # Errors
 /// When the file cannot be read.
 pub fn sha256_of(file: &File) -> Result<String> {
-    let mut f = file
-        .try_clone()
-        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    f.rewind()
-        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    HashingReader::new(BufReader::with_capacity(1 << 20, f))
+    HashingReader::new(BufReader::with_capacity(1 << 20, FromStart::new(file)?))
         .finish()
         .map(|(d, _)| d)
         .map_err(stream_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn two_readers_of_one_open_file_do_not_disturb_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        let data: Vec<u8> = (0..1_000_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&data).unwrap();
+        gz.finish().unwrap();
+        let file = File::open(&path).unwrap();
+        let (mut a, _) = open_stream(&file).unwrap();
+        let (mut b, _) = open_stream(&file).unwrap();
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 65536];
+        loop {
+            let na = a.read(&mut buf).unwrap();
+            out_a.extend_from_slice(&buf[..na]);
+            let nb = b.read(&mut buf).unwrap();
+            out_b.extend_from_slice(&buf[..nb]);
+            if na == 0 && nb == 0 {
+                break;
+            }
+        }
+        assert!(
+            out_a == data && out_b == data,
+            "both readers see the whole stream"
+        );
+        assert_eq!(sha256_of(&file).unwrap().len(), 64);
+    }
 }
