@@ -5,11 +5,11 @@
 mod common;
 use common::listing;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use charm_backup::charm::charm;
-use charm_backup::testing::{Harness, action};
+use charm_backup::testing::{ActionOutput, Harness, action};
 
 fn harness() -> Harness {
     Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("charm files parse")
@@ -23,12 +23,11 @@ fn tree(root: &Path) {
     fs::hard_link(root.join("a.txt"), root.join("hard")).unwrap();
 }
 
-#[test]
-fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
+/// A unit whose `paths` is a fresh tree, and a snapshot of it taken through the charm.
+fn unit_with_snapshot() -> (tempfile::TempDir, PathBuf, Harness, ActionOutput) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     tree(&data);
-    let before = listing(&data);
     let h = harness()
         .charm_dir(tmp.path().join("unit/charm"))
         .config("paths", data.display().to_string());
@@ -38,6 +37,13 @@ fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
             action("snapshot").param("target", tmp.path().join("snaps").display().to_string()),
         )
         .expect("snapshot completes");
+    (tmp, data, h, out)
+}
+
+#[test]
+fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
+    let (tmp, data, h, out) = unit_with_snapshot();
+    let before = listing(&data);
     let path = out.results["snapshot"]["path"]
         .as_str()
         .unwrap()
@@ -87,18 +93,7 @@ fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
 
 #[test]
 fn wrong_checksum_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    tree(&data);
-    let h = harness()
-        .charm_dir(tmp.path().join("unit/charm"))
-        .config("paths", data.display().to_string());
-    let out = h
-        .run_action(
-            &charm(),
-            action("snapshot").param("target", tmp.path().join("s").display().to_string()),
-        )
-        .unwrap();
+    let (_tmp, data, h, out) = unit_with_snapshot();
     let path = out.results["snapshot"]["path"]
         .as_str()
         .unwrap()
