@@ -83,6 +83,20 @@ fn snapshot_then_restore_round_trips_and_gnu_tools_agree() {
         .expect("restore completes");
     assert_eq!(listing(&data), before);
     assert_eq!(out.results["restore"]["sha256"], sha.as_str());
+    // The replaced data is removed in the background, soon.
+    let t = std::time::Instant::now();
+    while fs::read_dir(tmp.path()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("charm-backup-trash-")
+    }) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "old data still there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         out.results["backup"]["path"]
             .as_str()

@@ -67,7 +67,7 @@ impl Unit {
         let leftovers: Vec<_> = fs::read_dir(self.tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("charm-backup-"))
+            .filter(|n| n.contains("charm-backup-") && !n.contains("charm-backup-trash-"))
             .collect();
         assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
         err.message
@@ -532,7 +532,7 @@ fn killing_a_restore_at_any_point_leaves_old_or_new_data_exactly() {
         let strays: Vec<_> = fs::read_dir(u.tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("charm-backup-"))
+            .filter(|n| n.contains("charm-backup-") && !n.contains("charm-backup-trash-"))
             .collect();
         assert!(strays.is_empty(), "left behind after recovery: {strays:?}");
     }

@@ -35,6 +35,124 @@ fn new_file(dest: &Path) -> Result<File> {
         .at("cannot create a file while restoring", dest)
 }
 
+/// Files up to this size are handed to writer threads whole; larger ones are streamed by the
+/// reading thread.
+const SMALL_FILE: u64 = 1 << 20;
+
+/// Small files waiting for a writer (bounds memory to about this many times [`SMALL_FILE`]).
+const QUEUED_FILES: usize = 16;
+
+/// A small file, read whole, to be written by a writer thread.
+struct SmallFile {
+    dest: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+    owner: Option<(u32, u32)>,
+}
+
+impl SmallFile {
+    fn write(&self) -> Result<()> {
+        use std::io::Write as _;
+        let mut f = new_file(&self.dest)?;
+        f.write_all(&self.data).map_err(|e| {
+            Error::io(
+                "cannot write a file while restoring (is the filesystem full?)",
+                &self.dest,
+                e,
+            )
+        })?;
+        f.set_permissions(fs::Permissions::from_mode(self.mode))
+            .at("cannot set the mode", &self.dest)?;
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(self.mtime))
+            .at("cannot set the mtime", &self.dest)?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(&self.dest, Some(uid), Some(gid))
+                .at("cannot set the owner", &self.dest)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writer threads for small files: creating tens of thousands of files is mostly time in the
+/// kernel, which then overlaps parsing and decompression.
+struct Writers {
+    tx: Option<std::sync::mpsc::SyncSender<SmallFile>>,
+    failed: std::sync::Arc<std::sync::Mutex<Option<Error>>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<SmallFile>(QUEUED_FILES);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let handles = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                let failed = failed.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        if let Err(e) = job.write()
+                            && let Ok(mut f) = failed.lock()
+                        {
+                            f.get_or_insert(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            tx: Some(tx),
+            failed,
+            handles,
+        }
+    }
+
+    fn failure(&self) -> Option<Error> {
+        self.failed.lock().ok().and_then(|mut f| f.take())
+    }
+
+    fn send(&self, file: SmallFile) -> Result<()> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        match &self.tx {
+            Some(tx) if tx.send(file).is_ok() => Ok(()),
+            _ => Err(self.failure().unwrap_or_else(|| {
+                Error::new(ErrorKind::Other, "internal error: the file writers stopped")
+            })),
+        }
+    }
+
+    /// Waits for every queued file to be written.
+    fn finish(mut self) -> Result<()> {
+        self.stop();
+        match self.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Whether this process runs as root (and so may restore owners and special mode bits).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -74,8 +192,11 @@ pub fn extract(
     let (mut decoded, compression) = open_stream(file)?;
     let mut stats = ExtractStats::default();
     let root = is_root();
-    // Directories get their final mode and mtime after their contents are written.
+    // Directories get their final mode and mtime after their contents are written, and hard
+    // links are made once the files they point to are.
     let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let writers = Writers::start(2);
     {
         let mut archive = tar::Archive::new(&mut decoded);
         for entry in archive.entries().map_err(stream_err)? {
@@ -131,6 +252,21 @@ pub fn extract(
                         .at("cannot create a directory while restoring", &dest)?;
                     dirs.push((dest.clone(), mode, mtime));
                 }
+                T::Regular | T::Continuous if entry.size() <= SMALL_FILE => {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    io::Read::read_to_end(&mut entry, &mut data).map_err(stream_err)?;
+                    stats.bytes_written += data.len() as u64;
+                    writers.send(SmallFile {
+                        dest,
+                        data,
+                        mode,
+                        mtime,
+                        owner: root.then_some((uid, gid)),
+                    })?;
+                    stats.entries += 1;
+                    progress.bytes_done(stats.bytes_written, None);
+                    continue;
+                }
                 T::Regular | T::Continuous => {
                     let mut f = new_file(&dest)?;
                     let n = io::copy(&mut entry, &mut f).map_err(|e| {
@@ -171,8 +307,7 @@ pub fn extract(
                     } else {
                         staging[ti].join(trest)
                     };
-                    fs::hard_link(&tpath, &dest)
-                        .at("cannot create a hard link while restoring", &dest)?;
+                    links.push((tpath, dest.clone()));
                 }
                 _ => unreachable_kind()?,
             }
@@ -183,6 +318,10 @@ pub fn extract(
             stats.entries += 1;
             progress.bytes_done(stats.bytes_written, None);
         }
+    }
+    writers.finish()?;
+    for (target, link) in &links {
+        fs::hard_link(target, link).at("cannot create a hard link while restoring", link)?;
     }
     let (sha256, bytes) = finish_digest(decoded)?;
     for (dir, mode, mtime) in dirs.into_iter().rev() {

@@ -215,17 +215,101 @@ impl Journal {
         Ok(())
     }
 
-    /// Removes the old data and any staging once every path holds the restored data.
+    /// Once every path holds the restored data, moves the old data (and any staging) out of
+    /// the way under unique names and removes it in the background (see [`remove_later`]), so
+    /// the restore does not wait for tens of thousands of unlinks.
     ///
     /// # Errors
-    /// When a removal fails.
-    pub fn clean_up(&self) -> Result<()> {
-        for p in &self.paths {
+    /// When a rename fails.
+    pub fn clean_up(&self, state_dir: &Path) -> Result<()> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut doomed = Vec::new();
+        for (i, p) in self.paths.iter().enumerate() {
             for tag in ["old", "new", "trash"] {
                 let s = sibling(&p.path, tag);
-                remove_tree(&s).at("cannot remove", &s)?;
+                if exists(&s) {
+                    let t = sibling(&p.path, &format!("trash-{stamp}-{i}"));
+                    fs::rename(&s, &t).at("cannot move old data aside", &s)?;
+                    doomed.push(t);
+                }
             }
         }
-        Ok(())
+        remove_later(state_dir, doomed)
     }
+}
+
+fn trash_list(state_dir: &Path) -> PathBuf {
+    state_dir.join("trash")
+}
+
+/// Removes `paths` in a detached `rm -rf` that outlives this process, recording them in the
+/// state directory so that [`sweep_trash`] finishes the job if the machine stops first. If
+/// `rm` cannot be started, removes them here.
+///
+/// # Errors
+/// When the record cannot be written, or the fallback removal fails.
+pub fn remove_later(state_dir: &Path, paths: Vec<PathBuf>) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let list = trash_list(state_dir);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&list)
+        .at("cannot record old data to remove", &list)?;
+    for p in &paths {
+        writeln!(f, "{}", p.display()).at("cannot record old data to remove", &list)?;
+    }
+    spawn_rm(&paths).or_else(|_| {
+        paths
+            .iter()
+            .try_for_each(|p| remove_tree(p).at("cannot remove", p))
+    })
+}
+
+fn spawn_rm(paths: &[PathBuf]) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    Command::new("rm")
+        .arg("-rf")
+        .arg("--")
+        .args(paths)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: killing the action does not stop the clean-up.
+        .process_group(0)
+        .spawn()
+        .map(drop)
+}
+
+/// Starts removing again whatever [`remove_later`] recorded that still exists (the machine
+/// may have stopped first), and forgets what is gone.
+///
+/// # Errors
+/// When the record cannot be read or rewritten.
+pub fn sweep_trash(state_dir: &Path) -> Result<()> {
+    let list = trash_list(state_dir);
+    let text = match fs::read_to_string(&list) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::io(
+                "cannot read the list of old data to remove",
+                &list,
+                e,
+            ));
+        }
+    };
+    let left: Vec<PathBuf> = text
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| exists(p))
+        .collect();
+    remove_any(&list).at("cannot rewrite the list of old data to remove", &list)?;
+    remove_later(state_dir, left)
 }

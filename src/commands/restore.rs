@@ -14,7 +14,7 @@ use crate::archive::{
     ArchiveInfo, Compression, ExtractStats, Limits, check_sha256, extract, read_manifest_only,
     sha256_of,
 };
-use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling};
+use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling, sweep_trash};
 use crate::commands::lock::OperationLock;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
@@ -266,7 +266,7 @@ pub fn restore(
         }
     }
     journal.advance(Phase::Swapped, &options.state_dir)?;
-    journal.clean_up()?;
+    journal.clean_up(&options.state_dir)?;
     Journal::clear(&options.state_dir)?;
     systemctl("start", &options.services).map_err(|e| {
         Error::new(
@@ -289,7 +289,7 @@ pub fn restore(
 /// When the journal cannot be read or the recovery fails (the journal is kept, so the next
 /// try starts over).
 pub fn recover(state_dir: &Path) -> Result<Option<String>> {
-    if Journal::load(state_dir)?.is_none() {
+    if Journal::load(state_dir)?.is_none() && !state_dir.join("trash").exists() {
         return Ok(None);
     }
     let _lock = match OperationLock::acquire(state_dir, "recovery") {
@@ -301,6 +301,7 @@ pub fn recover(state_dir: &Path) -> Result<Option<String>> {
 }
 
 fn recover_locked(state_dir: &Path) -> Result<Option<String>> {
+    sweep_trash(state_dir)?;
     let Some(journal) = Journal::load(state_dir)? else {
         return Ok(None);
     };
@@ -319,7 +320,7 @@ fn recover_locked(state_dir: &Path) -> Result<Option<String>> {
             )
         }
         Phase::Swapped => {
-            journal.clean_up()?;
+            journal.clean_up(state_dir)?;
             format!(
                 "a restore from {} was interrupted after the new data was in place; it was finished: {paths} hold the restored data",
                 journal.source
