@@ -27,6 +27,7 @@ files=$(find "$data" -type f | wc -l)
 echo "tree: $size_mb MiB in $files files; $(nproc) cores"
 "$agent" config --agent-dir "$bench/agent" "paths=$data" "local-store=$bench/store" >/dev/null
 
+sync
 bench_time ours "$agent" run --agent-dir "$bench/agent" snapshot "target=$out/ours" --format json
 ours_file=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["charm-backup/0"]["results"]["snapshot"]["path"])' "$bench/stdout.ours")
 bench_time gnu sh -c "tar czf '$out/gnu.tar.gz' -C '$bench' data && sha256sum '$out/gnu.tar.gz' > '$out/gnu.sha256'"
@@ -36,7 +37,13 @@ S_ours=$(stat -c %s "$ours_file"); S_gnu=$(stat -c %s "$out/gnu.tar.gz"); S_pigz
 # Restore: ours verifies (checksum, every entry) then extracts and swaps; GNU checks the sum,
 # then extracts into a fresh directory.
 sum=$(sha256sum "$ours_file" | cut -d' ' -f1)
+# Each restore starts with no write-back pending from the steps before.
+sync
 bench_time ours_restore "$agent" run --agent-dir "$bench/agent" restore "path=$ours_file" "sha256=$sum" skip-backup=true allow-external-symlinks=true --format json
+# Our restore removes the replaced tree in the background once it has answered: let that
+# finish before timing GNU, so it does not slow the other side.
+while ls -d "$bench"/.data.charm-backup-trash-* >/dev/null 2>&1; do sleep 0.2; done
+sync
 mkdir -p "$bench/gnu-x"
 bench_time gnu_restore sh -c "cd '$out' && sha256sum -c --quiet gnu.sha256 && tar xzf gnu.tar.gz -C '$bench/gnu-x'"
 rm -rf "$bench/gnu-x"
