@@ -322,3 +322,142 @@ fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
         );
     }
 }
+
+/// A CA, and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=charm-backup test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+#[test]
+fn a_private_ca_chain_from_the_relation_is_trusted_for_the_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(tmp.path());
+    let root = tmp.path().join("s3root");
+    fs::create_dir_all(root.join("backups")).unwrap();
+    let port = free_port();
+    let rclone = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-s3/bin/rclone");
+    assert!(
+        rclone.exists(),
+        "rclone is not installed: run `bash .ci/run`"
+    );
+    // rclone's S3 server over TLS, with a certificate from our own CA.
+    let mut server = Command::new(&rclone)
+        .args([
+            "serve",
+            "s3",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--auth-key",
+            &format!("{KEY},{SECRET}"),
+        ])
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "rclone did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("conf"), "secret = no\n").unwrap();
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let chain = serde_json::to_string(&vec![fs::read_to_string(&ca).unwrap()]).unwrap();
+    let base = [
+        ("bucket", "backups"),
+        ("endpoint", endpoint.as_str()),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+        ("s3-uri-style", "path"),
+    ];
+    let err = harness(tmp.path(), &data, &base)
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("the backup store backups cannot be written"),
+        "without the CA: {}",
+        err.message
+    );
+    let mut with_ca = base.to_vec();
+    with_ca.push(("tls-ca-chain", chain.as_str()));
+    let h = harness(tmp.path(), &data, &with_ca);
+    let out = h.run_action(&charm(), action("create-backup")).unwrap();
+    let id = out.results["backup-id"].as_str().unwrap().to_string();
+    let listed = h.run_action(&charm(), action("list-backups")).unwrap();
+    assert!(
+        listed.results["backups"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{id} | full | finished"))
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
