@@ -138,6 +138,40 @@ fn etcd_snapshot_and_restore_keep_the_keys() {
         "{m}"
     );
 
+    // create-backup in etcd mode records the etcd source in the backup's metadata.
+    let out = agent(
+        tmp.path(),
+        &[
+            "run",
+            "create-backup",
+            "--config",
+            "paths=",
+            "--config",
+            &endpoint,
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["charm-backup/0"]["results"]["backup-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = agent(
+        tmp.path(),
+        &[
+            "run",
+            "show-backup",
+            &format!("backup-id={id}"),
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources = &v["charm-backup/0"]["results"]["backup"]["sources"];
+    assert_eq!(sources["0"]["kind"], "etcd", "{v}");
+    assert_eq!(sources["0"]["details"]["version"], "3.4.23");
+
     // Change etcd after the snapshot, stop it, and restore.
     assert!(etcd.ctl(&["put", "/app/c", "gamma"]).status.success());
     assert!(etcd.ctl(&["del", "/app/a"]).status.success());

@@ -83,6 +83,8 @@ pub struct ArchiveStats {
     pub sha256: String,
     /// Non-fatal problems, e.g. `file changed as we read it: /etc/x`.
     pub warnings: Vec<String>,
+    /// The manifest written as the first entry.
+    pub manifest: Manifest,
 }
 
 /// The cores worth using for compression.
@@ -287,7 +289,10 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         tar.follow_symlinks(false);
         let mut w = ArchiveWriter {
             tar,
-            stats: ArchiveStats::default(),
+            stats: ArchiveStats {
+                manifest: manifest.clone(),
+                ..ArchiveStats::default()
+            },
             links: HashMap::new(),
         };
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| {

@@ -182,6 +182,8 @@ pub fn create_backup(
     match result {
         Ok(stats) => {
             meta.status = "finished".into();
+            // The archive's own record, which includes sources found while writing (etcd).
+            meta.sources = stats.manifest.sources.clone();
             meta.size = stats.bytes_written;
             meta.sha256 = stats.sha256.clone();
             let json = serde_json::to_vec_pretty(&meta).map_err(|e| {
