@@ -40,7 +40,7 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
 /// The backup store: the `s3-parameters` bucket when related, else the local store.
 fn open_store(ctx: &Context, config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
     match s3_options(ctx)? {
-        Some(o) => Ok(Box::new(S3Store::open(&o)?)),
+        Some((_, o)) => Ok(Box::new(S3Store::open(&o)?)),
         None => Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?)),
     }
 }

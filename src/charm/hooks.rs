@@ -43,21 +43,9 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         return Ok(s);
     }
     let mut dest = config.local_store.clone();
-    if let Some(o) = crate::charm::s3::s3_options(ctx)? {
-        let missing: Vec<&str> = [
-            ("bucket", &o.bucket),
-            ("access-key", &o.access_key),
-            ("secret-key", &o.secret_key),
-        ]
-        .iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(k, _)| *k)
-        .collect();
+    if let Some((app, o)) = crate::charm::s3::s3_options(ctx)? {
+        let missing = o.missing();
         if !missing.is_empty() {
-            let app = ctx
-                .relation(crate::charm::s3::ENDPOINT)?
-                .map(|r| r.app)
-                .unwrap_or_default();
             return Ok(Status::Blocked(format!(
                 "s3-parameters from {app} lacks {}: set them on the s3-integrator",
                 missing.join(", ")

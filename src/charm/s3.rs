@@ -7,11 +7,12 @@ use crate::store::S3Options;
 /// The relation endpoint.
 pub const ENDPOINT: &str = "s3-parameters";
 
-/// The S3 settings from the relation, if one exists (complete or not).
+/// The remote application and the S3 settings it published, if the relation exists (complete
+/// or not).
 ///
 /// # Errors
 /// When a relation tool fails.
-pub fn s3_options(ctx: &Context) -> Result<Option<S3Options>, BoxError> {
+pub fn s3_options(ctx: &Context) -> Result<Option<(String, S3Options)>, BoxError> {
     let Some(rel) = ctx.relation(ENDPOINT)? else {
         return Ok(None);
     };
@@ -23,15 +24,18 @@ pub fn s3_options(ctx: &Context) -> Result<Option<S3Options>, BoxError> {
     } else {
         serde_json::from_str::<Vec<String>>(&ca).unwrap_or_else(|_| vec![ca])
     };
-    Ok(Some(S3Options {
-        bucket: get("bucket"),
-        endpoint: get("endpoint"),
-        region: get("region"),
-        path: get("path"),
-        access_key: get("access-key"),
-        secret_key: get("secret-key"),
-        uri_style: get("s3-uri-style"),
-        ca_chain,
-        storage_class: get("storage-class"),
-    }))
+    Ok(Some((
+        rel.app.clone(),
+        S3Options {
+            bucket: get("bucket"),
+            endpoint: get("endpoint"),
+            region: get("region"),
+            path: get("path"),
+            access_key: get("access-key"),
+            secret_key: get("secret-key"),
+            uri_style: get("s3-uri-style"),
+            ca_chain,
+            storage_class: get("storage-class"),
+        },
+    )))
 }

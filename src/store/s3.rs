@@ -47,6 +47,21 @@ pub struct S3Options {
     pub storage_class: String,
 }
 
+impl S3Options {
+    /// The settings a usable bucket needs that are empty, by their relation names.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("bucket", &self.bucket),
+            ("access-key", &self.access_key),
+            ("secret-key", &self.secret_key),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| k)
+        .collect()
+    }
+}
+
 impl std::fmt::Debug for S3Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the secret key.
@@ -113,16 +128,7 @@ impl S3Store {
     /// [`ErrorKind::InvalidInput`] for a missing bucket or credentials, a bad CA chain or
     /// endpoint.
     pub fn open(options: &S3Options) -> Result<Self> {
-        let mut missing = Vec::new();
-        for (name, v) in [
-            ("bucket", &options.bucket),
-            ("access-key", &options.access_key),
-            ("secret-key", &options.secret_key),
-        ] {
-            if v.is_empty() {
-                missing.push(name);
-            }
-        }
+        let missing = options.missing();
         if !missing.is_empty() {
             return Err(Error::invalid(format!(
                 "the s3-parameters relation lacks {}: set them on the s3-integrator",
