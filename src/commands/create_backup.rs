@@ -2,7 +2,6 @@
 //! written last so a backup without one is visibly incomplete.
 
 use std::io::Write;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -170,7 +169,6 @@ pub fn create_backup(
     };
     let meta_key = format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}");
     progress.step(&format!("writing backup {id}"));
-    let t0 = Instant::now();
     let result = store.create(&archive_key).and_then(|w| {
         let (mut w, stats) = write_archive(w, &options.snapshot, progress)?;
         w.flush()
@@ -190,7 +188,6 @@ pub fn create_backup(
                 Error::new(ErrorKind::Other, "cannot encode metadata").with_source(e)
             })?;
             store.put(&meta_key, &json)?;
-            let _ = t0;
             Ok(CreateBackupStats {
                 url: store.url(&archive_key),
                 metadata: meta,
