@@ -6,7 +6,6 @@
 //! the time it starts and answers `{}`; the time from just before `spawn` to that start is one
 //! sample (an upper bound: it includes starting the tool itself). Prints min, median and max.
 
-use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,11 +17,7 @@ fn nanos() -> u128 {
 }
 
 fn main() -> ExitCode {
-    let argv0 = std::env::args().next().unwrap_or_default();
-    let name = Path::new(&argv0)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = charm_backup::juju::program_name();
     if name == "action-get" {
         let t = nanos();
         if let Ok(f) = std::env::var("LATENCY_FILE") {

@@ -139,6 +139,16 @@ impl JujuContext {
     }
 }
 
+/// The name this program was started as (the file name of `argv[0]`): hook tools and
+/// multi-call binaries are one executable under several names.
+pub fn program_name() -> String {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    std::path::Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

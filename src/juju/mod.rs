@@ -10,7 +10,7 @@ mod tools;
 pub use action::{
     Action, BeforeFn, BoxError, Charm, Context, HookFn, Outcome, RelationData, execute,
 };
-pub use context::{Event, JujuContext};
+pub use context::{Event, JujuContext, program_name};
 pub use tools::{
     HookTools, LogLevel, MAX_ARG_BYTES, ProcessRunner, RESERVED_RESULT_KEYS, Status, ToolOutput,
     ToolRunner, check_result_key, flatten_results, is_valid_name,

@@ -137,11 +137,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let argv0 = std::env::args().next().unwrap_or_default();
-    let name = Path::new(&argv0)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = charm_backup::juju::program_name();
     if tool::TOOLS.contains(&name.as_str()) {
         return tool::main(&name);
     }
