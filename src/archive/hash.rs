@@ -98,16 +98,3 @@ impl<R: Read> Read for HashingReader<R> {
         Ok(n)
     }
 }
-
-/// SHA-256 of a whole file, streamed.
-///
-/// # Errors
-/// When the file cannot be read.
-pub fn sha256_file(path: &std::path::Path) -> crate::Result<String> {
-    let f = std::fs::File::open(path).map_err(|e| crate::Error::io("cannot open", path, e))?;
-    let r = HashingReader::new(io::BufReader::with_capacity(1 << 20, f));
-    let (d, _) = r
-        .finish()
-        .map_err(|e| crate::Error::io("cannot read", path, e))?;
-    Ok(d)
-}

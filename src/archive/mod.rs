@@ -34,7 +34,7 @@ mod reader;
 mod writer;
 
 pub use extract::{ExtractStats, extract, is_root};
-pub use hash::{HashingReader, HashingWriter, hex, sha256_file};
+pub use hash::{HashingReader, HashingWriter, hex};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
 pub use output::{AtomicFile, create_private_dir};
 pub use reader::{

@@ -75,7 +75,7 @@ fn integrity(msg: impl Into<String>) -> Error {
 
 /// The archive's entries checked one by one against the safety rules.
 #[derive(Debug, Default)]
-pub(crate) struct EntryRules {
+pub(crate) struct Rules {
     roots: Vec<PathBuf>,
     seen: HashSet<PathBuf>,
     files: HashSet<PathBuf>,
@@ -115,9 +115,9 @@ fn normalize(p: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-impl EntryRules {
+impl Rules {
     pub(crate) fn new(limits: Limits) -> Self {
-        EntryRules {
+        Rules {
             limits,
             ..Default::default()
         }
@@ -538,7 +538,7 @@ pub fn verify_file(
     progress: &dyn Progress,
 ) -> Result<ArchiveInfo> {
     let (mut decoded, compression) = open_stream(file)?;
-    let mut rules = EntryRules::new(options.limits);
+    let mut rules = Rules::new(options.limits);
     let mut manifest = None;
     {
         let mut archive = tar::Archive::new(&mut decoded);
@@ -572,11 +572,9 @@ pub fn verify_file(
     })
 }
 
-pub(crate) use EntryRules as Rules;
-
 impl Rules {
     pub(crate) fn with_manifest(limits: Limits, manifest: &Manifest) -> Result<Self> {
-        let mut r = EntryRules::new(limits);
+        let mut r = Rules::new(limits);
         r.set_roots(manifest)?;
         Ok(r)
     }

@@ -20,6 +20,7 @@ use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdRestoreOptions};
+use crate::source::process::run;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -67,28 +68,11 @@ fn systemctl(verb: &str, units: &[String]) -> Result<()> {
     if units.is_empty() {
         return Ok(());
     }
-    let out = Command::new("systemctl")
-        .arg(verb)
-        .args(units)
-        .output()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::SourceFailed,
-                format!("cannot run systemctl {verb}"),
-            )
-            .with_source(e)
-        })?;
-    if !out.status.success() {
-        return Err(Error::new(
-            ErrorKind::SourceFailed,
-            format!(
-                "systemctl {verb} {} failed: {}",
-                units.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(())
+    run(
+        Command::new("systemctl").arg(verb).args(units),
+        &format!("{verb} {}", units.join(" ")),
+    )
+    .map(drop)
 }
 
 /// Restores the archive at `archive`.
