@@ -40,3 +40,8 @@ bench_time() {
   read -r secs kib < "$bench/time.$name"
   eval "T_$name=$secs; M_$name=$kib"
 }
+
+# bench_port: prints a free TCP port on 127.0.0.1.
+bench_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

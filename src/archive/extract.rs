@@ -153,6 +153,25 @@ impl Drop for Writers {
     }
 }
 
+/// Takes sources' data entries (those under `.charm-backup/`, such as a database dump) as the
+/// archive streams past, so they can be fed to a restore tool without being written out.
+pub trait SideSink {
+    /// Offered each source data entry, named relative to `.charm-backup/`, in archive order.
+    /// Returns `Ok(true)` when it consumed `data`, `Ok(false)` to have the entry written under
+    /// the side directory instead.
+    ///
+    /// # Errors
+    /// Any error stops the extraction.
+    fn entry(&mut self, name: &Path, data: &mut dyn io::Read) -> Result<bool>;
+}
+
+/// Takes no entries: they are all written under the side directory.
+impl SideSink for () {
+    fn entry(&mut self, _: &Path, _: &mut dyn io::Read) -> Result<bool> {
+        Ok(false)
+    }
+}
+
 /// Whether this process runs as root (and so may restore owners and special mode bits).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -160,7 +179,8 @@ pub fn is_root() -> bool {
 
 /// Extracts the archive in `file`, whose first entry must be `manifest`, so that each
 /// manifest root `roots[i]` lands at `staging[i]` (which must not exist yet) and sources' own
-/// data files (under `.charm-backup/`, such as an etcd snapshot) land under `side`. Every entry
+/// data files (under `.charm-backup/`, such as an etcd snapshot) are offered to `sink` and,
+/// if it does not take them, land under `side`. Every entry
 /// is checked against the safety rules before it is written, and the whole file is hashed on
 /// the way, so this one pass is also the verification: on any error the caller discards the
 /// staging directories and the unit's data is untouched. Owners are restored when running as
@@ -175,6 +195,7 @@ pub fn extract(
     manifest: &Manifest,
     staging: &[PathBuf],
     side: &Path,
+    sink: &mut dyn SideSink,
     limits: Limits,
     progress: &dyn Progress,
 ) -> Result<(ExtractStats, ArchiveInfo)> {
@@ -213,6 +234,11 @@ pub fn extract(
                 }
                 Checked::Entry { root, name } => (root, name),
                 Checked::Side { name } => {
+                    if sink.entry(&name, &mut entry)? {
+                        stats.bytes_written += entry.size();
+                        stats.entries += 1;
+                        continue;
+                    }
                     let dest = side.join(&name);
                     if let Some(parent) = dest.parent() {
                         crate::archive::create_private_dir(parent)?;

@@ -33,7 +33,7 @@ mod output;
 mod reader;
 mod writer;
 
-pub use extract::{ExtractStats, extract, is_root};
+pub use extract::{ExtractStats, SideSink, extract, is_root};
 pub use hash::{HashingReader, HashingWriter, hex};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
 pub use output::{AtomicFile, create_private_dir};
@@ -41,4 +41,4 @@ pub use reader::{
     ArchiveInfo, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of, verify,
     verify_file,
 };
-pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes};
+pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes, STREAM_PART};

@@ -242,6 +242,30 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
+/// Size of the parts a stream of unknown length is cut into (see
+/// [`ArchiveWriter::append_unsized`]): two are in memory at a time.
+pub const STREAM_PART: usize = 8 << 20;
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_full(data: &mut dyn Read, buf: &mut [u8], name: &str) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::SourceFailed,
+                    format!("cannot read the data for {name}"),
+                )
+                .with_source(e));
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// A tar stream being written, compressed and hashed.
 ///
 /// The output must be `Send + 'static` because gzip runs on every core: compression threads
@@ -436,6 +460,121 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         self.stats.files += 1;
         self.stats.input_bytes += size;
         Ok(())
+    }
+
+    /// Appends a stream of unknown length (a database dump as it is produced) without staging
+    /// it: the stream is cut into parts of [`STREAM_PART`] bytes held in memory one at a time.
+    /// A stream that fits in one part becomes one entry `name`; a longer one becomes
+    /// `name.000000`, `name.000001`, … in order (`cat name.* > name` joins them). Returns the
+    /// stream's length.
+    ///
+    /// # Errors
+    /// When reading `data` or writing the archive fails.
+    pub fn append_unsized(
+        &mut self,
+        name: &str,
+        mode: u32,
+        data: &mut dyn Read,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let mut buf = vec![0u8; STREAM_PART];
+        let mut next = vec![0u8; STREAM_PART];
+        let mut len = read_full(data, &mut buf, name)?;
+        let mut part = 0u32;
+        let mut total = 0u64;
+        loop {
+            let more = if len == STREAM_PART {
+                read_full(data, &mut next, name)?
+            } else {
+                0
+            };
+            let entry = if part == 0 && more == 0 {
+                name.to_string()
+            } else {
+                format!("{name}.{part:06}")
+            };
+            self.append_stream(&entry, len as u64, mode, &mut &buf[..len])?;
+            total += len as u64;
+            progress.bytes_done(self.stats.input_bytes, None);
+            if more == 0 {
+                return Ok(total);
+            }
+            std::mem::swap(&mut buf, &mut next);
+            len = more;
+            part += 1;
+        }
+    }
+
+    /// Appends an entry read from another tar stream (such as `pg_basebackup`'s) under a new
+    /// name, keeping its type, mode, owner and mtime. Regular files, directories and symlinks
+    /// are taken; other kinds are refused.
+    ///
+    /// # Errors
+    /// When `data` cannot be read, the archive cannot be written, or the entry is of a
+    /// refused kind.
+    pub fn append_entry(
+        &mut self,
+        header: &tar::Header,
+        name: &Path,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        use tar::EntryType as T;
+        let kind = header.entry_type();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(header.mode().unwrap_or(0o600));
+        h.set_uid(header.uid().unwrap_or(0));
+        h.set_gid(header.gid().unwrap_or(0));
+        h.set_mtime(header.mtime().unwrap_or(0));
+        let bad = |what: &str| {
+            Error::new(
+                ErrorKind::SourceFailed,
+                format!("the source's tar stream has {what} at {}", name.display()),
+            )
+        };
+        let res = match kind {
+            T::Regular | T::Continuous => {
+                let size = header.size().map_err(|_| bad("a bad size"))?;
+                h.set_entry_type(T::Regular);
+                h.set_size(size);
+                self.stats.files += 1;
+                self.stats.input_bytes += size;
+                self.tar.append_data(&mut h, name, data)
+            }
+            T::Directory => {
+                h.set_size(0);
+                self.tar.append_data(&mut h, name, io::empty())
+            }
+            T::Symlink => {
+                h.set_size(0);
+                let target = header
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| bad("a symlink without a target"))?
+                    .into_owned();
+                self.tar.append_link(&mut h, name, target)
+            }
+            _ => return Err(bad("an entry of a kind we do not archive")),
+        };
+        res.map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ErrorKind::SourceFailed,
+                    format!("the source's stream ended inside {}", name.display()),
+                )
+                .with_source(e)
+            } else {
+                write_err(e)
+            }
+        })?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// Bytes of content appended so far.
+    pub fn input_bytes(&self) -> u64 {
+        self.stats.input_bytes
     }
 
     fn warn(&mut self, progress: &dyn Progress, message: String) {

@@ -34,6 +34,7 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     o.unit = ctx.juju().workload_unit().to_string();
     o.etcd = config.etcd();
     o.scratch_dir = state_dir(ctx);
+    o.postgresql = config.postgresql()?;
     Ok(o)
 }
 
@@ -159,6 +160,9 @@ pub struct RestoreParams {
     /// Accept symlinks that point outside the restored paths.
     #[serde(default)]
     pub allow_external_symlinks: bool,
+    /// End other sessions on the databases a logical restore replaces.
+    #[serde(default)]
+    pub terminate_sessions: bool,
 }
 
 /// `restore` results.
@@ -182,6 +186,12 @@ pub struct RestoreResult {
     pub paths: String,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Databases put back by a logical restore, space-separated.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub databases: String,
+    /// The databases they replaced, kept under these names (drop them once satisfied).
+    #[serde(rename = "kept-databases", skip_serializing_if = "String::is_empty")]
+    pub kept_databases: String,
 }
 
 /// The archive of the data that was replaced.
@@ -251,9 +261,12 @@ impl Action for Restore {
                 ..Limits::default()
             },
             etcd: config.etcd_restore(),
+            postgresql: config.postgresql()?,
+            terminate_sessions: p.terminate_sessions,
         };
         let progress = ActionProgress::new(ctx);
         let stats = restore(&source, &options, &progress)?;
+        log_warnings(ctx, &stats.warnings);
         ctx.log(&format!(
             "restored {} from {} in {:.1}s",
             stats
@@ -276,6 +289,8 @@ impl Action for Restore {
                     .collect::<Vec<_>>()
                     .join(" "),
                 bytes: stats.extracted.bytes_written,
+                databases: stats.databases.join(" "),
+                kept_databases: stats.kept_databases.join(" "),
             },
             backup: stats.saved.map(|s| SavedResult {
                 path: s.path.display().to_string(),

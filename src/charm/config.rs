@@ -6,8 +6,10 @@ use serde::Deserialize;
 
 use crate::Result;
 use crate::archive::{Compression, Excludes};
+use crate::error::{Error, ErrorKind};
 use crate::juju::{Context, Status};
 use crate::source::etcd::{EtcdOptions, EtcdRestoreOptions};
+use crate::source::postgres::{Password, PgOptions, Postgres};
 
 /// `config.yaml`, as `config-get` returns it.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +51,29 @@ pub struct CharmConfig {
     /// etcd peer URL, for restore.
     #[serde(default)]
     pub etcd_peer_url: String,
+    /// PostgreSQL connection URI or `key=value` string, without a password (PostgreSQL is
+    /// backed up when set).
+    #[serde(default)]
+    pub postgresql_uri: String,
+    /// File holding the PostgreSQL password.
+    #[serde(default)]
+    pub postgresql_password_file: String,
+    /// `logical` or `physical`.
+    #[serde(default = "default_pg_mode")]
+    pub postgresql_mode: String,
+    /// Space-separated databases for logical backups (empty: all).
+    #[serde(default)]
+    pub postgresql_databases: String,
+    /// Directory of pg_dump and the other client tools.
+    #[serde(default)]
+    pub postgresql_bin_dir: String,
+    /// The server's data directory, for physical restores.
+    #[serde(default)]
+    pub postgresql_data_dir: String,
+}
+
+fn default_pg_mode() -> String {
+    "logical".into()
 }
 
 fn default_store() -> String {
@@ -121,6 +146,42 @@ impl CharmConfig {
         })
     }
 
+    /// The PostgreSQL server to back up, when `postgresql-uri` is set. The password is read
+    /// from `postgresql-password-file`, which must not be readable by other users.
+    ///
+    /// # Errors
+    /// When an option is not valid or the password file cannot be read.
+    pub fn postgresql(&self) -> Result<Option<Postgres>> {
+        if self.postgresql_uri.trim().is_empty() {
+            return Ok(None);
+        }
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        let mut o = PgOptions::new(self.postgresql_uri.trim());
+        o.mode = self.postgresql_mode.parse()?;
+        o.databases = words(&self.postgresql_databases);
+        o.bin_dir = path(&self.postgresql_bin_dir);
+        o.data_dir = path(&self.postgresql_data_dir);
+        if let Some(file) = path(&self.postgresql_password_file) {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&file)
+                .map_err(|e| Error::io("cannot read postgresql-password-file", &file, e))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "postgresql-password-file {} can be read by other users: chmod 600 it",
+                        file.display()
+                    ),
+                ));
+            }
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::io("cannot read postgresql-password-file", &file, e))?;
+            let pw = text.lines().next().unwrap_or("").to_string();
+            o.password = Some(Password(pw));
+        }
+        Postgres::new(o).map(Some)
+    }
+
     /// The status the config calls for: `blocked` with what to fix, `waiting` while a
     /// configured path does not exist yet, or `None` when all is well.
     pub fn problem(&self) -> Option<Status> {
@@ -136,8 +197,11 @@ impl CharmConfig {
         if let Err(e) = Excludes::new(&self.exclude()) {
             return Some(Status::Blocked(e.to_string()));
         }
+        if let Err(e) = self.postgresql() {
+            return Some(Status::Blocked(e.to_string()));
+        }
         let paths = self.paths();
-        if paths.is_empty() && self.etcd().is_some() {
+        if paths.is_empty() && (self.etcd().is_some() || !self.postgresql_uri.trim().is_empty()) {
             return None;
         }
         if paths.is_empty() {

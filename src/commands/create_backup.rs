@@ -129,7 +129,7 @@ pub fn create_backup(
     options: &CreateBackupOptions,
     progress: &dyn Progress,
 ) -> Result<CreateBackupStats> {
-    if options.snapshot.etcd.is_none() {
+    if !options.snapshot.has_sources() {
         crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
     }
     progress.step(&format!("checking the backup store {}", store.name()));

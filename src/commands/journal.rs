@@ -47,6 +47,9 @@ pub struct Journal {
     pub paths: Vec<JournalPath>,
     /// systemd units stopped for the swap.
     pub services: Vec<String>,
+    /// A PostgreSQL server stopped with `pg_ctl` for the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_ctl: Option<crate::source::postgres::PgCtl>,
 }
 
 /// `path` with its name hidden and tagged: `.name.charm-backup-<tag>`.

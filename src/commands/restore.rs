@@ -20,6 +20,7 @@ use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdRestoreOptions};
+use crate::source::postgres::{self, Current, LogicalRestore, PgCtl, Postgres};
 use crate::source::process::run;
 
 /// How to restore.
@@ -46,6 +47,10 @@ pub struct RestoreOptions {
     pub limits: Limits,
     /// How to restore an etcd snapshot the archive holds.
     pub etcd: Option<EtcdRestoreOptions>,
+    /// The PostgreSQL server to restore a database backup onto.
+    pub postgresql: Option<Postgres>,
+    /// End other sessions on databases a logical restore replaces (else refuse).
+    pub terminate_sessions: bool,
 }
 
 /// What a restore did.
@@ -61,6 +66,29 @@ pub struct RestoreStats {
     pub extracted: ExtractStats,
     /// How long it took.
     pub elapsed: Duration,
+    /// Databases a logical restore put back.
+    pub databases: Vec<String>,
+    /// The databases they replaced, kept under new names (not with `skip-backup`).
+    pub kept_databases: Vec<String>,
+    /// Non-fatal problems (e.g. a role that could not be restored).
+    pub warnings: Vec<String>,
+}
+
+/// What is stopped around the swap: systemd units, and a PostgreSQL server run by `pg_ctl`.
+fn stop_services(units: &[String], pg_ctl: Option<&PgCtl>) -> Result<()> {
+    systemctl("stop", units)?;
+    match pg_ctl {
+        Some(p) => p.stop(),
+        None => Ok(()),
+    }
+}
+
+fn start_services(units: &[String], pg_ctl: Option<&PgCtl>) -> Result<()> {
+    let started = systemctl("start", units);
+    match pg_ctl {
+        Some(p) => started.and(p.start()),
+        None => started,
+    }
 }
 
 /// Runs `systemctl <verb> <units>`.
@@ -99,18 +127,57 @@ pub fn restore(
     }
     let manifest = read_manifest_only(&file).map_err(|e| e.with_path(archive))?;
     let roots: Vec<PathBuf> = manifest.roots().iter().map(PathBuf::from).collect();
-    if options.allowed_paths.is_empty() && !roots.is_empty() {
+    let pg_source = manifest.sources.iter().find(|s| s.kind == postgres::KIND);
+    let pg = match (pg_source, &options.postgresql) {
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "the archive holds a PostgreSQL backup: set postgresql-uri (and the password) to restore it",
+            ));
+        }
+        (Some(s), Some(pg)) => Some((s, pg)),
+        (None, _) => None,
+    };
+    let mut allowed = options.allowed_paths.clone();
+    let mut pg_ctl = None;
+    let mut logical = None;
+    if let Some((source, pg)) = pg {
+        if source.details.get("mode").map(String::as_str) == Some("physical") {
+            let data_dir = physical_target(pg, source)?;
+            pg.check_compatible(source, &Current::of_data_dir(pg, &data_dir)?)?;
+            if options.services.is_empty() {
+                pg_ctl = Some(PgCtl::new(
+                    &data_dir,
+                    pg.options().bin_dir.clone(),
+                    options.state_dir.join("postgresql.log"),
+                ));
+            }
+            allowed.push(data_dir);
+        } else {
+            progress.step(&format!("checking PostgreSQL at {}", pg.target()));
+            let info = pg.inspect()?;
+            for line in pg.describe(&info) {
+                progress.step(&line);
+            }
+            logical = Some(LogicalRestore::prepare(
+                pg,
+                &info,
+                source,
+                options.terminate_sessions,
+                progress,
+            )?);
+        }
+    }
+    if allowed.is_empty() && !roots.is_empty() {
         return Err(Error::invalid(
             "the paths option is empty, so nothing may be restored: set it to the paths this unit backs up",
         ));
     }
     for r in &roots {
-        if !options.allowed_paths.iter().any(|a| r.starts_with(a)) {
+        if !allowed.iter().any(|a| r.starts_with(a)) {
             return Err(Error::invalid(format!(
                 "the archive holds {:?}, which is not in the paths option ({}): refusing to write there",
                 r.display().to_string(),
-                options
-                    .allowed_paths
+                allowed
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
@@ -151,6 +218,7 @@ pub fn restore(
             })
             .collect(),
         services: options.services.clone(),
+        pg_ctl: pg_ctl.clone(),
     };
     let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
     for r in &targets {
@@ -163,7 +231,7 @@ pub fn restore(
         let undone = journal
             .roll_back()
             .and_then(|()| Journal::clear(&options.state_dir));
-        let _ = systemctl("start", &journal.services);
+        let _ = start_services(&journal.services, journal.pg_ctl.as_ref());
         match undone {
             Ok(()) => Error::new(
                 e.kind(),
@@ -185,12 +253,36 @@ pub fn restore(
     ));
     let side = sibling(&options.state_dir.join("side"), "new");
     let _ = remove_any(&side);
-    let extracted = extract(&file, &manifest, &staging, &side, options.limits, progress);
+    let extracted = match logical.as_mut() {
+        Some(l) => extract(
+            &file,
+            &manifest,
+            &staging,
+            &side,
+            l,
+            options.limits,
+            progress,
+        )
+        .and_then(|x| l.finish().map(|()| x)),
+        None => extract(
+            &file,
+            &manifest,
+            &staging,
+            &side,
+            &mut (),
+            options.limits,
+            progress,
+        ),
+    };
     let restored_etcd = extracted.and_then(|(x, info)| {
         stats.extracted = x;
         // The file may have changed since its checksum was checked: compare what was read.
         check_sha256(&info.sha256, options.expected_sha256.as_deref())?;
         stats.archive = info;
+        if let (Some(pg), Some((_, p))) = (&pg_ctl, pg) {
+            progress.step("checking the restored data directory against its backup manifest");
+            p.verify_base(&sibling(&pg.data_dir, "new"), &pg.data_dir)?;
+        }
         match &etcd {
             Some(e) => {
                 progress.step("restoring the etcd snapshot into a fresh data directory");
@@ -206,6 +298,10 @@ pub fn restore(
     let _ = remove_any(&side);
     if let Err(e) = restored_etcd {
         return Err(undo(&journal, e, "extraction failed"));
+    }
+    // Stopped before the existing data is saved, so the saved copy is consistent too.
+    if let Err(e) = stop_services(&options.services, pg_ctl.as_ref()) {
+        return Err(undo(&journal, e, "the services did not stop"));
     }
     if let Some(target) = &options.save_existing_to {
         let existing: Vec<PathBuf> = targets
@@ -232,14 +328,23 @@ pub fn restore(
             }
         }
     }
+    if let Some(l) = logical.as_mut() {
+        progress.step("putting the restored databases in place");
+        stats.databases = l.databases();
+        stats.warnings = l.warnings().to_vec();
+        match l.swap(
+            options.terminate_sessions,
+            options.save_existing_to.is_some(),
+        ) {
+            Ok(kept) => stats.kept_databases = kept,
+            Err(e) => return Err(undo(&journal, e, "the databases could not be swapped")),
+        }
+    }
 
     // Only paths the archive has entries for are swapped.
     journal
         .paths
         .retain(|p| fs::symlink_metadata(sibling(&p.path, "new")).is_ok());
-    if let Err(e) = systemctl("stop", &options.services) {
-        return Err(undo(&journal, e, "the services did not stop"));
-    }
     progress.step("swapping the restored data in");
     if let Err(e) = journal.advance(Phase::Swapping, &options.state_dir) {
         return Err(undo(&journal, e, "cannot record the swap"));
@@ -252,7 +357,7 @@ pub fn restore(
     journal.advance(Phase::Swapped, &options.state_dir)?;
     journal.clean_up(&options.state_dir)?;
     Journal::clear(&options.state_dir)?;
-    systemctl("start", &options.services).map_err(|e| {
+    start_services(&options.services, pg_ctl.as_ref()).map_err(|e| {
         Error::new(
             e.kind(),
             format!(
@@ -261,8 +366,45 @@ pub fn restore(
             ),
         )
     })?;
+    if let (Some(_), Some((_, p))) = (&pg_ctl, pg) {
+        progress.step("waiting for PostgreSQL to accept connections");
+        p.wait_ready(Duration::from_secs(300)).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "the data was restored and PostgreSQL started, but it does not accept connections: {}",
+                    chain(&e)
+                ),
+            )
+        })?;
+    }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// The data directory a physical backup goes back to: the backup's own, which must be the
+/// server's (from `postgresql-data-dir`, else asked of the running server).
+fn physical_target(pg: &Postgres, source: &crate::archive::SourceInfo) -> Result<PathBuf> {
+    let backup_dir = source.paths.first().map(PathBuf::from).unwrap_or_default();
+    let current = match &pg.options().data_dir {
+        Some(d) => d.clone(),
+        None => match pg.inspect() {
+            Ok(info) if !info.data_directory.is_empty() => PathBuf::from(info.data_directory),
+            Ok(_) | Err(_) => {
+                return Err(Error::invalid(
+                    "cannot tell this server's data directory (it is not running, or the role may not read data_directory): set postgresql-data-dir",
+                ));
+            }
+        },
+    };
+    if current != backup_dir {
+        return Err(Error::invalid(format!(
+            "the backup is of the data directory {}, but this server's is {}: a physical backup goes back where it came from",
+            backup_dir.display(),
+            current.display()
+        )));
+    }
+    Ok(current)
 }
 
 /// Finishes or undoes a restore that was killed, if the journal shows one, and says what it
@@ -312,8 +454,7 @@ fn recover_locked(state_dir: &Path) -> Result<Option<String>> {
         }
     };
     Journal::clear(state_dir)?;
-    if journal.phase != Phase::Staging {
-        systemctl("start", &journal.services)?;
-    }
+    // Services may have been stopped in any phase; starting a running one does nothing.
+    start_services(&journal.services, journal.pg_ctl.as_ref())?;
     Ok(Some(msg))
 }

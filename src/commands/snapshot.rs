@@ -11,6 +11,7 @@ use crate::archive::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdOptions, EtcdSnapshot, SNAPSHOT_ENTRY};
+use crate::source::postgres::{self, PgMode, Postgres, ServerInfo};
 
 /// What to snapshot and where.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,15 @@ pub struct SnapshotOptions {
     pub etcd: Option<EtcdOptions>,
     /// Where the etcd snapshot is staged before it is archived (the unit's state directory).
     pub scratch_dir: PathBuf,
+    /// Also back up this PostgreSQL server (dumps or a base backup, streamed).
+    pub postgresql: Option<Postgres>,
+}
+
+impl SnapshotOptions {
+    /// Whether anything besides paths is backed up (then the paths may be empty).
+    pub fn has_sources(&self) -> bool {
+        self.etcd.is_some() || self.postgresql.is_some()
+    }
 }
 
 impl SnapshotOptions {
@@ -132,11 +142,23 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
     options: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
-    if !(options.paths.is_empty() && options.etcd.is_some()) {
+    if !(options.paths.is_empty() && options.has_sources()) {
         check_paths(&options.paths)?;
     }
     let excludes = Excludes::new(&options.exclude)?;
     let mut manifest = manifest_for(options);
+    let pg = match &options.postgresql {
+        Some(pg) => {
+            progress.step(&format!("checking PostgreSQL at {}", pg.target()));
+            let info = pg.inspect()?;
+            for line in pg.describe(&info) {
+                progress.step(&line);
+            }
+            manifest.sources.push(pg.source_info(&info)?);
+            Some((pg, info))
+        }
+        None => None,
+    };
     let etcd_snapshot = match &options.etcd {
         Some(e) => {
             progress.step(&format!("taking an etcd snapshot from {}", e.endpoint));
@@ -156,6 +178,7 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
         &manifest,
         &excludes,
         etcd_snapshot.as_ref(),
+        pg,
         progress,
     );
     if let Some(s) = &etcd_snapshot {
@@ -170,6 +193,7 @@ fn write_with<W: std::io::Write + Send + 'static>(
     manifest: &Manifest,
     excludes: &Excludes,
     etcd_snapshot: Option<&EtcdSnapshot>,
+    pg: Option<(&Postgres, ServerInfo)>,
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
     let mut w = ArchiveWriter::create(
@@ -177,6 +201,15 @@ fn write_with<W: std::io::Write + Send + 'static>(
         manifest,
         &ArchiveOptions::with_compression(options.compression),
     )?;
+    // Found while writing (LSNs, dump sizes): kept in the stats' manifest, which the backup's
+    // metadata records.
+    let pg_details = match &pg {
+        Some((pg, info)) => Some(match pg.options().mode {
+            PgMode::Logical => pg.write_logical(info, &mut w, progress)?,
+            PgMode::Physical => pg.write_physical(info, &mut w, progress)?,
+        }),
+        None => None,
+    };
     for p in &options.paths {
         progress.step(&format!("archiving {}", p.display()));
         w.append_tree(p, excludes, progress)?;
@@ -190,7 +223,17 @@ fn write_with<W: std::io::Write + Send + 'static>(
             .len();
         w.append_stream(SNAPSHOT_ENTRY, size, 0o600, &mut f)?;
     }
-    w.finish()
+    let (out, mut stats) = w.finish()?;
+    if let Some(details) = pg_details
+        && let Some(s) = stats
+            .manifest
+            .sources
+            .iter_mut()
+            .find(|s| s.kind == postgres::KIND)
+    {
+        s.details.extend(details);
+    }
+    Ok((out, stats))
 }
 
 /// The file name for a snapshot taken now: `<prefix>-snapshot-YYYY-MM-DD-HH.MM.SS.<ext>` (UTC).
