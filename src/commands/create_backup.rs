@@ -132,6 +132,10 @@ pub fn create_backup(
     if !options.snapshot.has_sources() {
         crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
     }
+    if let Some(pg) = &options.snapshot.postgresql {
+        // Bad credentials fail here, before a backup id is taken.
+        pg.connect()?;
+    }
     progress.step(&format!("checking the backup store {}", store.name()));
     probe(store)?;
     let mut started = now();

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pg;
+pub mod weed;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
