@@ -323,8 +323,28 @@ fn a_wrong_password_or_address_fails_clearly_without_the_secret() {
     let status = h.run_hook(&charm(), "config-changed").status;
     assert_eq!(status.0, "blocked", "{status:?}");
 
+    // The password from a Juju secret: refused until granted, then used.
+    let uri = "secret:d4j5kq1uqu5c7ffmbvt0";
+    let h = harness(tmp.path(), &c, "logical", None)
+        .config("postgresql-password-file", "")
+        .config("postgresql-password-secret", uri);
+    let e = h
+        .run_action(&charm(), action("create-backup"))
+        .expect_err("the secret is not granted");
+    assert!(
+        e.message
+            .contains(&format!("cannot read key \"password\" of secret {uri}"))
+            && e.message.contains("juju grant-secret"),
+        "{}",
+        e.message
+    );
     // Failed before anything was written: no backup at all, finished or not.
-    assert!(listed(&harness(tmp.path(), &c, "logical", None)).is_empty());
+    assert!(listed(&h).is_empty());
+    let out = h
+        .secret(uri, "password", &c.password)
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(!format!("{:?} {}", out.logs, out.results).contains(&c.password));
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     o.unit = ctx.juju().workload_unit().to_string();
     o.etcd = config.etcd();
     o.scratch_dir = state_dir(ctx);
-    o.postgresql = config.postgresql()?;
+    o.postgresql = config.postgresql(ctx)?;
     Ok(o)
 }
 
@@ -261,23 +261,30 @@ impl Action for Restore {
                 ..Limits::default()
             },
             etcd: config.etcd_restore(),
-            postgresql: config.postgresql()?,
+            postgresql: config.postgresql(ctx)?,
             terminate_sessions: p.terminate_sessions,
         };
         let progress = ActionProgress::new(ctx);
         let stats = restore(&source, &options, &progress)?;
         log_warnings(ctx, &stats.warnings);
+        let what: Vec<String> = stats
+            .databases
+            .iter()
+            .map(|d| format!("database {d}"))
+            .chain(stats.paths.iter().map(|p| p.display().to_string()))
+            .collect();
         ctx.log(&format!(
             "restored {} from {} in {:.1}s",
-            stats
-                .paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
+            what.join(", "),
             source.display(),
             stats.elapsed.as_secs_f64()
         ));
+        if !stats.kept_databases.is_empty() {
+            ctx.log(&format!(
+                "the replaced databases are kept as {}: drop them once the restore is checked",
+                stats.kept_databases.join(" ")
+            ));
+        }
         Ok(RestoreResults {
             restore: RestoreResult {
                 source: source.display().to_string(),

@@ -58,6 +58,9 @@ pub struct CharmConfig {
     /// File holding the PostgreSQL password.
     #[serde(default)]
     pub postgresql_password_file: String,
+    /// Juju secret holding the PostgreSQL password under the key `password`.
+    #[serde(default)]
+    pub postgresql_password_secret: String,
     /// `logical` or `physical`.
     #[serde(default = "default_pg_mode")]
     pub postgresql_mode: String,
@@ -146,12 +149,11 @@ impl CharmConfig {
         })
     }
 
-    /// The PostgreSQL server to back up, when `postgresql-uri` is set. The password is read
-    /// from `postgresql-password-file`, which must not be readable by other users.
+    /// The PostgreSQL settings without the password, when `postgresql-uri` is set.
     ///
     /// # Errors
-    /// When an option is not valid or the password file cannot be read.
-    pub fn postgresql(&self) -> Result<Option<Postgres>> {
+    /// When an option is not valid.
+    pub fn postgresql_options(&self) -> Result<Option<PgOptions>> {
         if self.postgresql_uri.trim().is_empty() {
             return Ok(None);
         }
@@ -161,7 +163,32 @@ impl CharmConfig {
         o.databases = words(&self.postgresql_databases);
         o.bin_dir = path(&self.postgresql_bin_dir);
         o.data_dir = path(&self.postgresql_data_dir);
-        if let Some(file) = path(&self.postgresql_password_file) {
+        if !self.postgresql_password_file.is_empty() && !self.postgresql_password_secret.is_empty()
+        {
+            return Err(Error::invalid(
+                "set postgresql-password-secret or postgresql-password-file, not both",
+            ));
+        }
+        // Checks the URI (and that it holds no password).
+        Postgres::new(o.clone())?;
+        Ok(Some(o))
+    }
+
+    /// The PostgreSQL server to back up, when `postgresql-uri` is set, with its password from
+    /// the `password` key of `postgresql-password-secret`, or from `postgresql-password-file`
+    /// (which must not be readable by other users).
+    ///
+    /// # Errors
+    /// When an option is not valid or the password cannot be read.
+    pub fn postgresql(&self, ctx: &Context) -> Result<Option<Postgres>> {
+        let Some(mut o) = self.postgresql_options()? else {
+            return Ok(None);
+        };
+        if !self.postgresql_password_secret.is_empty() {
+            let pw = ctx.secret(self.postgresql_password_secret.trim(), "password")?;
+            o.password = Some(Password(pw));
+        } else if !self.postgresql_password_file.is_empty() {
+            let file = PathBuf::from(&self.postgresql_password_file);
             use std::os::unix::fs::PermissionsExt;
             let meta = std::fs::metadata(&file)
                 .map_err(|e| Error::io("cannot read postgresql-password-file", &file, e))?;
@@ -176,8 +203,7 @@ impl CharmConfig {
             }
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::io("cannot read postgresql-password-file", &file, e))?;
-            let pw = text.lines().next().unwrap_or("").to_string();
-            o.password = Some(Password(pw));
+            o.password = Some(Password(text.lines().next().unwrap_or("").to_string()));
         }
         Postgres::new(o).map(Some)
     }
@@ -197,7 +223,7 @@ impl CharmConfig {
         if let Err(e) = Excludes::new(&self.exclude()) {
             return Some(Status::Blocked(e.to_string()));
         }
-        if let Err(e) = self.postgresql() {
+        if let Err(e) = self.postgresql_options() {
             return Some(Status::Blocked(e.to_string()));
         }
         let paths = self.paths();

@@ -66,6 +66,9 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
     if !config.etcd_endpoint.is_empty() {
         what.insert(0, format!("etcd at {}", config.etcd_endpoint));
     }
+    if let Ok(Some(pg)) = config.postgresql_options() {
+        what.insert(0, format!("PostgreSQL ({})", pg.mode.name()));
+    }
     Ok(Status::Active(format!(
         "backing up {} to {dest}",
         what.join(" ")

@@ -161,6 +161,23 @@ impl Context {
         Ok(Some(RelationData { id, app, data }))
     }
 
+    /// One value of a Juju secret (e.g. a password the operator granted with
+    /// `juju grant-secret`), read with `secret-get`. The value is never logged.
+    ///
+    /// # Errors
+    /// When the secret does not exist, is not granted to the application, or lacks `key`.
+    pub fn secret(&self, uri: &str, key: &str) -> Result<String> {
+        self.tools.secret_get(uri, key).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "cannot read key {key:?} of secret {uri}: grant it with `juju grant-secret <secret> {}` ({e})",
+                    self.juju.app_name()
+                ),
+            )
+        })
+    }
+
     /// The local path of an attached resource.
     ///
     /// # Errors

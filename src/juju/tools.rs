@@ -385,6 +385,25 @@ impl HookTools {
         Ok(out)
     }
 
+    /// `secret-get <uri> <key>`: one value of a secret the unit was granted.
+    ///
+    /// # Errors
+    /// When the secret does not exist, is not granted, or lacks the key.
+    pub fn secret_get(&self, uri: &str, key: &str) -> Result<String> {
+        let v = self.call_json(
+            "secret-get",
+            vec!["--format=json".into(), uri.into(), key.into()],
+        )?;
+        match v {
+            Value::String(s) => Ok(s),
+            Value::Null => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("secret {uri} has no key {key}"),
+            )),
+            other => Ok(other.to_string()),
+        }
+    }
+
     /// `resource-get <name>`: the local path of an attached resource.
     ///
     /// # Errors

@@ -61,6 +61,8 @@ pub struct UnitState {
     pub relations: Vec<FakeRelation>,
     /// Attached resources by name.
     pub resources: BTreeMap<String, PathBuf>,
+    /// Secrets the unit may read, by URI (`secret:<id>`), each a set of key-value pairs.
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Results set with `action-set`, merged as Juju merges them.
     pub results: Map<String, Value>,
     /// Whether `action-fail` was called.
@@ -146,6 +148,18 @@ const OUTPUT: Flag = Flag {
 const RELATION: Flag = Flag {
     names: &["r", "relation"],
     takes_value: true,
+};
+const LABEL: Flag = Flag {
+    names: &["label"],
+    takes_value: true,
+};
+const PEEK: Flag = Flag {
+    names: &["peek"],
+    takes_value: false,
+};
+const REFRESH: Flag = Flag {
+    names: &["refresh"],
+    takes_value: false,
 };
 const APP: Flag = Flag {
     names: &["app"],
@@ -409,6 +423,7 @@ impl FakeAgent {
             "relation-list" => self.relation_list(args),
             "relation-get" => self.relation_get(args),
             "resource-get" => self.resource_get(args),
+            "secret-get" => self.secret_get(args),
             other => run_err(format!("bad request: unknown command: {other}")),
         }
     }
@@ -709,6 +724,52 @@ impl FakeAgent {
                 ))
             }
         }
+    }
+}
+
+impl FakeAgent {
+    /// `secret-get [--format yaml|json] [--label L] [--peek|--refresh] <uri> [key]`, as Juju
+    /// 3 has it: the whole content as a map, or one key's value.
+    fn secret_get(&self, args: &[String]) -> std::result::Result<String, Fail> {
+        let p = parse(args, &[&FORMAT, &OUTPUT, &LABEL, &PEEK, &REFRESH])?;
+        let format = p.flags.get("format").map_or("yaml", String::as_str);
+        if format != "yaml" && format != "json" {
+            return usage(format!(
+                "invalid value {format:?} for option --format: unknown format {format:?}"
+            ));
+        }
+        let Some(uri) = p.args.first() else {
+            return usage("require either a secret URI or label");
+        };
+        let id = uri.strip_prefix("secret:").unwrap_or(uri);
+        if id.len() != 20
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return usage(format!("secret URI {uri:?} not valid"));
+        }
+        if p.has("peek") && p.has("refresh") {
+            return usage("specify one of --peek or --refresh but not both");
+        }
+        p.at_most(2)?;
+        let st = self.lock();
+        let Some(content) = st.secrets.get(&format!("secret:{id}")) else {
+            return run_err(format!("secret {id:?} not found"));
+        };
+        let value = match p.args.get(1) {
+            None => Value::Object(
+                content
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ),
+            Some(key) => match content.get(key) {
+                Some(v) => Value::String(v.clone()),
+                None => return run_err(format!("secret key value {key:?} not found")),
+            },
+        };
+        Ok(format_value(&value, format))
     }
 }
 

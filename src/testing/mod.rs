@@ -254,6 +254,17 @@ impl Harness {
         self
     }
 
+    /// Grants the unit a secret: `uri` (`secret:<20 characters>`) holding `key` = `value`
+    /// (call again for more keys).
+    pub fn secret(mut self, uri: &str, key: &str, value: &str) -> Self {
+        self.state
+            .secrets
+            .entry(uri.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
     /// The parsed `actions.yaml`.
     pub fn actions(&self) -> &ActionSpecs {
         &self.actions

@@ -73,6 +73,10 @@ struct WorldArgs {
     /// An attached file resource (repeatable), e.g. snapshot=./snap.tar.gz.
     #[arg(long = "resource", value_name = "NAME=PATH")]
     resource: Vec<String>,
+    /// A secret granted to the unit (repeatable), e.g.
+    /// secret:d4j5kq1uqu5c7ffmbvt0:password=s3cr3t.
+    #[arg(long = "secret", value_name = "URI:KEY=VALUE")]
+    secret: Vec<String>,
     /// Run as a unit that is not the leader.
     #[arg(long)]
     not_leader: bool,
@@ -285,12 +289,26 @@ fn world(local: &Local, w: &WorldArgs) -> anyhow::Result<UnitState> {
         let p = std::fs::canonicalize(path).with_context(|| format!("resource file {path}"))?;
         resources.insert(name.to_string(), p);
     }
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for s in &w.secret {
+        let (uri_key, value) = kv(s)?;
+        let Some((uri, key)) = uri_key.rsplit_once(':') else {
+            bail!(
+                "--secret {s:?}: expected URI:KEY=VALUE, e.g. secret:d4j5kq1uqu5c7ffmbvt0:password=x"
+            );
+        };
+        secrets
+            .entry(uri.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_string());
+    }
     Ok(UnitState {
         unit: local.unit.name.clone(),
         config,
         leader: !w.not_leader,
         relations: relations.into_values().collect(),
         resources,
+        secrets,
         status: local.persisted.status.clone(),
         ..Default::default()
     })

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 /// The hook tools the local agent serves.
-pub const TOOLS: [&str; 12] = [
+pub const TOOLS: [&str; 13] = [
     "action-get",
     "action-set",
     "action-fail",
@@ -21,6 +21,7 @@ pub const TOOLS: [&str; 12] = [
     "relation-list",
     "relation-get",
     "resource-get",
+    "secret-get",
 ];
 
 /// One call, as the tool sends it.
