@@ -349,3 +349,32 @@ fn a_private_ca_chain_from_the_relation_is_trusted_for_the_endpoint() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn the_relations_storage_class_is_sent_with_the_archive() {
+    let weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "a").unwrap();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", weed.endpoint.as_str()),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+        ("s3-uri-style", "path"),
+        ("storage-class", "STANDARD_IA"),
+    ];
+    let out = harness(tmp.path(), &data, &rel)
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let id = out.results["backup-id"].as_str().unwrap();
+    // What the server stored with the object, read from its filer (base64 of STANDARD_IA).
+    let meta = weed.filer_get(&format!(
+        "/buckets/backups/backup/{id}/charm-backup-backup.tar.gz?metadata=true"
+    ));
+    assert!(
+        meta.contains(r#""X-Amz-Storage-Class":"U1RBTkRBUkRfSUE=""#),
+        "{meta}"
+    );
+}

@@ -113,6 +113,21 @@ pub struct S3Store {
     options: S3Options,
 }
 
+impl S3Store {
+    /// The relation's `storage-class`, sent as `x-amz-storage-class` when set.
+    fn upload_options(&self) -> object_store::PutMultipartOptions {
+        let mut o = object_store::PutMultipartOptions::default();
+        let class = self.options.storage_class.trim();
+        if !class.is_empty() {
+            o.attributes.insert(
+                object_store::Attribute::StorageClass,
+                object_store::AttributeValue::from(class.to_string()),
+            );
+        }
+        o
+    }
+}
+
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Store")
@@ -296,9 +311,14 @@ impl Store for S3Store {
     }
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let _g = self.rt.enter();
+        // Archives get the relation's storage class; small sidecars stay in the default one,
+        // so listing them stays cheap whatever class the bucket's archives use.
         let upload: Box<dyn MultipartUpload> = self
             .rt
-            .block_on(self.s3.put_multipart(&self.full(key)))
+            .block_on(
+                self.s3
+                    .put_multipart_opts(&self.full(key), self.upload_options()),
+            )
             .map_err(|e| {
                 map_err(
                     &format!("cannot start uploading to bucket {}", self.options.bucket),

@@ -85,6 +85,30 @@ impl Weed {
             .unwrap()
     }
 
+    /// GETs `path` from the filer's HTTP API, which shows what the server stored without S3
+    /// in the way; returns the body (JSON).
+    pub fn filer_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let port: u16 = self
+            .args
+            .iter()
+            .find_map(|a| a.strip_prefix("-filer.port="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
     /// Stops the server abruptly, as a crash or a network cut would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
