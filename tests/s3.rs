@@ -378,3 +378,47 @@ fn the_relations_storage_class_is_sent_with_the_archive() {
         "{meta}"
     );
 }
+
+/// The name `.ci/run` maps to 127.0.0.1 in /etc/hosts, so `<bucket>.<domain>` resolves.
+const HOST_STYLE_DOMAIN: &str = "s3.charm-backup.test";
+
+#[test]
+fn host_style_addressing_reaches_the_bucket_by_name() {
+    let host = format!("backups.{HOST_STYLE_DOMAIN}");
+    assert!(
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 80)).is_ok(),
+        "{host} does not resolve: run `bash .ci/run`, which maps it to 127.0.0.1 in /etc/hosts"
+    );
+    let weed = Weed::start_with(&[&format!("-s3.domainName={HOST_STYLE_DOMAIN}")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "host style").unwrap();
+    let endpoint = weed.endpoint.replace("127.0.0.1", HOST_STYLE_DOMAIN);
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", endpoint.as_str()),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+        ("s3-uri-style", "host"),
+    ];
+    let h = harness(tmp.path(), &data, &rel);
+    let out = h
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let id = out.results["backup-id"].as_str().unwrap().to_string();
+    // Stored in the bucket named by the host, at the key named by the path.
+    let meta = weed.filer_get(&format!(
+        "/buckets/backups/backup/{id}/charm-backup-backup.tar.gz?metadata=true"
+    ));
+    assert!(meta.contains("\"FileSize\""), "{meta}");
+    fs::write(data.join("a"), "changed").unwrap();
+    h.run_action(
+        &charm(),
+        action("restore")
+            .param("backup-id", id)
+            .param("skip-backup", true),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(fs::read_to_string(data.join("a")).unwrap(), "host style");
+}

@@ -75,6 +75,21 @@ impl std::fmt::Debug for S3Options {
     }
 }
 
+/// The endpoint URL to send requests to: with host-style addressing the bucket is part of the
+/// host name (`https://<bucket>.<endpoint host>`), as s3-integrator's `endpoint` never has it.
+fn endpoint_for(options: &S3Options) -> String {
+    let endpoint = options.endpoint.trim_end_matches('/');
+    if options.uri_style != "host" {
+        return endpoint.to_string();
+    }
+    match endpoint.split_once("://") {
+        Some((scheme, host)) if !host.starts_with(&format!("{}.", options.bucket)) => {
+            format!("{scheme}://{}.{host}", options.bucket)
+        }
+        _ => endpoint.to_string(),
+    }
+}
+
 /// Maps an object store error to the crate's kinds, with a hint; never includes credentials.
 fn map_err(what: &str, e: object_store::Error) -> Error {
     let text = e.to_string();
@@ -185,7 +200,7 @@ impl S3Store {
             .with_retry(retry);
         if !options.endpoint.is_empty() {
             b = b
-                .with_endpoint(&options.endpoint)
+                .with_endpoint(endpoint_for(options))
                 .with_allow_http(options.endpoint.starts_with("http://"));
         }
         let s3 = b
@@ -391,5 +406,25 @@ impl Store for S3Store {
                 e,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_style_puts_the_bucket_in_the_host() {
+        let mut o = S3Options {
+            bucket: "b".into(),
+            endpoint: "https://s3.example.com:9000/".into(),
+            uri_style: "host".into(),
+            ..Default::default()
+        };
+        assert_eq!(endpoint_for(&o), "https://b.s3.example.com:9000");
+        o.endpoint = "https://b.s3.example.com".into();
+        assert_eq!(endpoint_for(&o), "https://b.s3.example.com");
+        o.uri_style = "path".into();
+        assert_eq!(endpoint_for(&o), "https://b.s3.example.com");
     }
 }

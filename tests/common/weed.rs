@@ -33,6 +33,11 @@ pub struct Weed {
 
 impl Weed {
     pub fn start() -> Weed {
+        Weed::start_with(&[])
+    }
+
+    /// Starts a server with extra `weed mini` flags.
+    pub fn start_with(extra: &[&str]) -> Weed {
         let dir = tempfile::tempdir().unwrap();
         let s3 = free_port();
         let mut args = vec![
@@ -47,6 +52,7 @@ impl Weed {
             "-bucket=backups".into(),
             format!("-s3.port={s3}"),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         for p in [
             "master.port",
             "master.port.grpc",
