@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 use charm_backup::charm::charm;
 use charm_backup::testing::{Harness, action};
 
+/// `tmp/data` holding one file `a` with `content`.
+fn one_file(tmp: &Path, content: &str) -> PathBuf {
+    let data = tmp.join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), content).unwrap();
+    data
+}
+
 fn harness(tmp: &Path, data: &Path, relation: &[(&str, &str)]) -> Harness {
     Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
         .unwrap()
@@ -101,9 +109,7 @@ fn backups_go_to_s3_in_parts_and_come_back() {
 fn bad_credentials_and_missing_settings_fail_fast_and_clearly() {
     let weed = Weed::start();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("a"), "a").unwrap();
+    let data = one_file(tmp.path(), "a");
     let rel = [
         ("bucket", "backups"),
         ("endpoint", weed.endpoint.as_str()),
@@ -354,9 +360,7 @@ fn a_private_ca_chain_from_the_relation_is_trusted_for_the_endpoint() {
 fn the_relations_storage_class_is_sent_with_the_archive() {
     let weed = Weed::start();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("a"), "a").unwrap();
+    let data = one_file(tmp.path(), "a");
     let rel = [
         ("bucket", "backups"),
         ("endpoint", weed.endpoint.as_str()),
@@ -391,9 +395,7 @@ fn host_style_addressing_reaches_the_bucket_by_name() {
     );
     let weed = Weed::start_with(&[&format!("-s3.domainName={HOST_STYLE_DOMAIN}")]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    fs::write(data.join("a"), "host style").unwrap();
+    let data = one_file(tmp.path(), "host style");
     let endpoint = weed.endpoint.replace("127.0.0.1", HOST_STYLE_DOMAIN);
     let rel = [
         ("bucket", "backups"),

@@ -281,17 +281,21 @@ impl Postgres {
         &self.options
     }
 
-    /// Where the server is, for messages: `127.0.0.1:5432 as postgres` (never the password).
-    pub fn target(&self) -> String {
-        let hosts: Vec<String> = self
-            .config
+    /// The hosts (names, addresses or socket directories), as libpq's `PGHOST` lists them.
+    fn hosts(&self) -> Vec<String> {
+        self.config
             .get_hosts()
             .iter()
             .map(|h| match h {
                 postgres::config::Host::Tcp(s) => s.clone(),
                 postgres::config::Host::Unix(p) => p.display().to_string(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Where the server is, for messages: `127.0.0.1:5432 as postgres` (never the password).
+    pub fn target(&self) -> String {
+        let hosts = self.hosts();
         let port = self.config.get_ports().first().copied().unwrap_or(5432);
         format!(
             "{}:{port} as {}",
@@ -547,15 +551,7 @@ impl Postgres {
             None => PathBuf::from(name),
         };
         let mut c = Command::new(program);
-        let hosts: Vec<String> = self
-            .config
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                postgres::config::Host::Tcp(s) => s.clone(),
-                postgres::config::Host::Unix(p) => p.display().to_string(),
-            })
-            .collect();
+        let hosts = self.hosts();
         let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
         for var in ["PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS"] {
             c.env_remove(var);

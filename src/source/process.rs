@@ -5,6 +5,17 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Why a program could not be started: not installed, or something else.
+fn start_err(program: &str, what: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::new(
+            ErrorKind::NotFound,
+            format!("{program} is not installed; it is needed to {what}"),
+        ),
+        _ => Error::new(ErrorKind::SourceFailed, format!("cannot run {program}")).with_source(e),
+    }
+}
+
 /// Runs `cmd` to completion and returns its stdout.
 ///
 /// # Errors
@@ -12,17 +23,10 @@ use crate::error::{Error, ErrorKind, Result};
 /// its stderr when it exits non-zero.
 pub fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out =
-        cmd.stdin(Stdio::null())
-            .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::new(
-                    ErrorKind::NotFound,
-                    format!("{program} is not installed; it is needed to {what}"),
-                ),
-                _ => Error::new(ErrorKind::SourceFailed, format!("cannot run {program}"))
-                    .with_source(e),
-            })?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| start_err(&program, what, e))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(Error::new(
@@ -76,14 +80,7 @@ impl Piped {
         let mut child = cmd
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::new(
-                    ErrorKind::NotFound,
-                    format!("{program} is not installed; it is needed to {what}"),
-                ),
-                _ => Error::new(ErrorKind::SourceFailed, format!("cannot run {program}"))
-                    .with_source(e),
-            })?;
+            .map_err(|e| start_err(&program, what, e))?;
         let stderr = child.stderr.take().map(|mut s| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();
