@@ -54,6 +54,15 @@ unix_socket_directories = '$sock'
 EOF
 fi
 install -d -o postgres -g postgres -m 0755 "$sock" "$logs"
+# pgBackRest keeps the WAL a backup needs in its archive, fed by archive_command; ours carries it
+# in the archive (pg_basebackup -X fetch). Both sizes count that WAL.
+if ! grep -q '^archive_mode = on' "$pgdata/postgresql.conf"; then
+  as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop > /dev/null 2>&1 || true
+  cat >> "$pgdata/postgresql.conf" <<EOF
+archive_mode = on
+archive_command = 'pgbackrest --config=$bench/pgbackrest.conf --stanza=bench archive-push %p'
+EOF
+fi
 if as_pg "$pgbin/pg_ctl" -D "$pgdata" status > /dev/null 2>&1; then
   port=$(sed -n 4p "$pgdata/postmaster.pid")
 else
@@ -85,9 +94,7 @@ cluster_bytes=$(du -sb --exclude=pg_wal "$pgdata" | cut -f1)
 tar cf - -C "$bench" data | cat > /dev/null
 
 # pgBackRest, as the postgres OS user, with everything in its own config file (and a fresh repo
-# each run). No WAL archiving is configured (archive_mode stays off): with archive-check=n
-# pgBackRest 2.45 backs up without waiting for archived WAL, so its backup holds no WAL, where
-# ours holds the segments of the backup (pg_basebackup -X fetch).
+# each run). It waits until the WAL of its backup is archived, as a real setup does.
 cat > "$bench/pgbackrest.conf" <<EOF
 [global]
 repo1-path=$repo
@@ -99,7 +106,6 @@ compress-type=gz
 compress-level=6
 process-max=2
 start-fast=y
-archive-check=n
 repo1-retention-full=1
 
 [bench]
@@ -141,22 +147,37 @@ sync
 bench_time ours_physical "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=physical create-backup --format json
 S_ours_physical=$(stat -c %s "$(archive_of "$bench/stdout.ours_physical")")
 sync
+wal_before=$(du -sb "$repo/archive" | cut -f1)
 bench_time pgbackrest runuser -u postgres -- pgbackrest "--config=$bench/pgbackrest.conf" --stanza=bench backup --type=full
 label=$(pgbr info --output=json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backup"][-1]["label"])')
-S_pgbackrest=$(du -sb "$repo/backup/bench/$label" | cut -f1)
+# The backup's files plus the WAL archived while it ran.
+S_pgbackrest=$(( $(du -sb "$repo/backup/bench/$label" | cut -f1) + $(du -sb "$repo/archive" | cut -f1) - wal_before ))
+
+# --- The same with zstd (compression=zstd), against the same baselines -----------------------
+sync
+bench_time ours_logical_zstd "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=logical --config compression=zstd create-backup --format json
+S_ours_logical_zstd=$(stat -c %s "$(archive_of "$bench/stdout.ours_logical_zstd")")
+sync
+bench_time ours_physical_zstd "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=physical --config compression=zstd create-backup --format json
+S_ours_physical_zstd=$(stat -c %s "$(archive_of "$bench/stdout.ours_physical_zstd")")
 
 # shellcheck disable=SC2154 # T_*, M_*: set by bench_time
 python3 - "$T_ours_logical" "$T_pg_dump" "$S_ours_logical" "$S_pg_dump" "$M_ours_logical" "$M_pg_dump" \
-  "$T_ours_physical" "$T_pgbackrest" "$S_ours_physical" "$S_pgbackrest" "$M_ours_physical" "$M_pgbackrest" <<'PY'
+  "$T_ours_physical" "$T_pgbackrest" "$S_ours_physical" "$S_pgbackrest" "$M_ours_physical" "$M_pgbackrest" \
+  "$T_ours_logical_zstd" "$S_ours_logical_zstd" "$M_ours_logical_zstd" \
+  "$T_ours_physical_zstd" "$S_ours_physical_zstd" "$M_ours_physical_zstd" <<'PY'
 import sys
-tol, tpd, sol, spd, mol, mpd, top, tpb, sop, spb, mop, mpb = map(float, sys.argv[1:])
+(tol, tpd, sol, spd, mol, mpd, top, tpb, sop, spb, mop, mpb,
+ tolz, solz, molz, topz, sopz, mopz) = map(float, sys.argv[1:])
 mib = 1 << 20
 print()
 print(f"{'logical: database pgbench':44} {'seconds':>8} {'size MiB':>9} {'peak MiB':>9}")
 print(f"{'charm-backup create-backup (logical)':44} {tol:8.2f} {sol/mib:9.1f} {mol/1024:9.1f}")
+print(f"{'  the same, compression=zstd':44} {tolz:8.2f} {solz/mib:9.1f} {molz/1024:9.1f}")
 print(f"{'pg_dump -Fc > file + sha256sum':44} {tpd:8.2f} {spd/mib:9.1f} {mpd/1024:9.1f}")
 print(f"{'physical: the whole cluster':44} {'seconds':>8} {'size MiB':>9} {'peak MiB':>9}")
 print(f"{'charm-backup create-backup (physical)':44} {top:8.2f} {sop/mib:9.1f} {mop/1024:9.1f}")
+print(f"{'  the same, compression=zstd':44} {topz:8.2f} {sopz/mib:9.1f} {mopz/1024:9.1f}")
 print(f"{'pgbackrest backup --type=full (gz 6, 2 procs)':44} {tpb:8.2f} {spb/mib:9.1f} {mpb/1024:9.1f}")
 print()
 def row(name, value, target, ok):
@@ -165,4 +186,9 @@ row("logical time relative to pg_dump -Fc + sha256sum", f"{tol/tpd:.2f}x", "<= 1
 row("logical size relative to pg_dump -Fc", f"{sol/spd:.3f}x", "<= 1.0x", sol/spd <= 1.0)
 row("physical time relative to pgbackrest", f"{top/tpb:.2f}x", "<= 1.0x", top/tpb <= 1.0)
 row("physical size relative to pgbackrest", f"{sop/spb:.3f}x", "<= 1.0x", sop/spb <= 1.0)
+print("with compression=zstd:")
+row("logical time relative to pg_dump -Fc + sha256sum", f"{tolz/tpd:.2f}x", "<= 1.1x", tolz/tpd <= 1.1)
+row("logical size relative to pg_dump -Fc", f"{solz/spd:.3f}x", "<= 1.0x", solz/spd <= 1.0)
+row("physical time relative to pgbackrest", f"{topz/tpb:.2f}x", "<= 1.0x", topz/tpb <= 1.0)
+row("physical size relative to pgbackrest", f"{sopz/spb:.3f}x", "<= 1.0x", sopz/spb <= 1.0)
 PY

@@ -107,6 +107,11 @@ fn gzp_err(e: gzp::GzpError) -> io::Error {
     }
 }
 
+/// Input per parallel gzip block. Each block ends with a flush, which costs most on data that
+/// compresses well (database files): 1 MiB keeps the stream within a percent or two of
+/// `gzip -6` while two blocks in flight per core still bound memory to a few MiB.
+const GZIP_BLOCK: usize = 1 << 20;
+
 impl<W: Write + Send + 'static> Encoder<W> {
     fn new(inner: W, c: Compression) -> io::Result<Self> {
         let threads = cores();
@@ -114,6 +119,8 @@ impl<W: Write + Send + 'static> Encoder<W> {
             Compression::Gzip if threads > 1 => Encoder::ParGzip(
                 gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
                     .num_threads(threads)
+                    .map_err(gzp_err)?
+                    .buffer_size(GZIP_BLOCK)
                     .map_err(gzp_err)?
                     .compression_level(flate2::Compression::new(6))
                     .from_writer(inner),
