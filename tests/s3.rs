@@ -204,6 +204,13 @@ fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
         err.message
     );
     weed.restart();
+    // The server never heard the abort: it still holds the upload and its parts.
+    let open_uploads = || {
+        weed.filer_get("/buckets/backups/.uploads/")
+            .matches("\"FullPath\"")
+            .count()
+    };
+    assert_eq!(open_uploads(), 1);
     let listed = h
         .run_action(&charm(), action("list-backups").param("format", "json"))
         .unwrap();
@@ -215,6 +222,22 @@ fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
             "a failed upload is never listed as finished: {b}"
         );
     }
+    // The next backup aborts it, and says so.
+    for i in 0..6 {
+        fs::remove_file(data.join(format!("part{i}.bin"))).unwrap();
+    }
+    fs::write(data.join("small"), "x").unwrap();
+    let out = h
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.starts_with("aborted the unfinished upload of s3://backups/backup/")),
+        "{:?}",
+        out.logs
+    );
+    assert_eq!(open_uploads(), 0, "no multipart upload is left open");
 }
 
 /// A CA, and a certificate for 127.0.0.1 signed by it, made with openssl.

@@ -119,6 +119,78 @@ pub fn probe(store: &dyn Store) -> Result<()> {
         })
 }
 
+/// Uploads started and not known to be finished or aborted: one `<url>\t<key>` line each, in
+/// the unit's state directory, so an upload the server never heard aborted (it was down) is
+/// aborted by the next backup.
+#[derive(Debug)]
+struct OpenUploads {
+    file: std::path::PathBuf,
+}
+
+impl OpenUploads {
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.file)
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return match std::fs::remove_file(&self.file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                    "cannot update the list of open uploads",
+                    &self.file,
+                    e,
+                )),
+                _ => Ok(()),
+            };
+        }
+        if let Some(dir) = self.file.parent() {
+            crate::archive::create_private_dir(dir)?;
+        }
+        std::fs::write(&self.file, lines.join("\n") + "\n")
+            .map_err(|e| Error::io("cannot update the list of open uploads", &self.file, e))
+    }
+
+    fn add(&self, store: &dyn Store, key: &str) -> Result<()> {
+        let mut lines = self.lines();
+        lines.push(format!("{}\t{key}", store.url(key)));
+        self.save(&lines)
+    }
+
+    fn remove(&self, store: &dyn Store, key: &str) -> Result<()> {
+        let line = format!("{}\t{key}", store.url(key));
+        let lines: Vec<String> = self.lines().into_iter().filter(|l| *l != line).collect();
+        self.save(&lines)
+    }
+
+    /// Aborts this store's recorded uploads; keeps those that cannot be aborted yet.
+    fn sweep(&self, store: &dyn Store, progress: &dyn Progress) {
+        for line in self.lines() {
+            let Some((url, key)) = line.split_once('\t') else {
+                continue;
+            };
+            if url != store.url(key) {
+                continue;
+            }
+            match store.abort_incomplete(key) {
+                Ok(n) => {
+                    if n > 0 {
+                        progress.step(&format!(
+                            "aborted the unfinished upload of {url}, left by a backup that failed while the store was unreachable"
+                        ));
+                    }
+                    let _ = self.remove(store, key);
+                }
+                Err(e) => progress.warn(&format!(
+                    "the unfinished upload of {url} could not be aborted yet: {}",
+                    chain(&e)
+                )),
+            }
+        }
+    }
+}
+
 /// Creates a backup in `store`.
 ///
 /// # Errors
@@ -138,6 +210,12 @@ pub fn create_backup(
     }
     progress.step(&format!("checking the backup store {}", store.name()));
     probe(store)?;
+    let open = (!options.snapshot.scratch_dir.as_os_str().is_empty()).then(|| OpenUploads {
+        file: options.snapshot.scratch_dir.join("open-uploads"),
+    });
+    if let Some(o) = &open {
+        o.sweep(store, progress);
+    }
     let mut started = now();
     let mut id = format_time(started);
     if !store.list(&format!("{BACKUP_PREFIX}{id}/"))?.is_empty() {
@@ -173,6 +251,9 @@ pub fn create_backup(
     };
     let meta_key = format!("{BACKUP_PREFIX}{id}/{METADATA_NAME}");
     progress.step(&format!("writing backup {id}"));
+    if let Some(o) = &open {
+        o.add(store, &archive_key)?;
+    }
     let result = store.create(&archive_key).and_then(|w| {
         let (mut w, stats) = write_archive(w, &options.snapshot, progress)?;
         w.flush()
@@ -181,6 +262,14 @@ pub fn create_backup(
         Ok(stats)
     });
     meta.finished = format_time(now());
+    if let Some(o) = &open {
+        // Finished, or aborted when the writer was dropped: unless the store is unreachable,
+        // nothing stays open. Checked, since the abort on drop cannot report.
+        let settled = result.is_ok() || store.abort_incomplete(&archive_key).is_ok();
+        if settled {
+            o.remove(store, &archive_key)?;
+        }
+    }
     match result {
         Ok(stats) => {
             meta.status = "finished".into();

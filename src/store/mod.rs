@@ -78,6 +78,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Aborts multipart uploads to `key` that were started and never finished (a backup whose
+    /// server went away before its upload could be aborted). Returns how many were aborted.
+    /// Stores without multipart uploads have none.
+    ///
+    /// # Errors
+    /// When the store cannot be asked.
+    fn abort_incomplete(&self, key: &str) -> Result<usize> {
+        let _ = key;
+        Ok(0)
+    }
+
     /// Removes `key` (absent is fine).
     ///
     /// # Errors

@@ -125,6 +125,8 @@ fn map_err(what: &str, e: object_store::Error) -> Error {
 pub struct S3Store {
     rt: Arc<tokio::runtime::Runtime>,
     s3: Arc<AmazonS3>,
+    /// For the one request `object_store` does not make (listing open uploads).
+    http: object_store::client::HttpClient,
     options: S3Options,
 }
 
@@ -186,6 +188,16 @@ impl S3Store {
             max_retries: 3,
             retry_timeout: Duration::from_secs(60),
         };
+        let http = {
+            use object_store::client::HttpConnector;
+            object_store::client::ReqwestConnector::default()
+                .connect(
+                    &client
+                        .clone()
+                        .with_allow_http(options.endpoint.starts_with("http://")),
+                )
+                .map_err(|e| Error::invalid("the S3 settings are not usable").with_source(e))?
+        };
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&options.bucket)
             .with_region(if options.region.is_empty() {
@@ -215,6 +227,7 @@ impl S3Store {
         Ok(S3Store {
             rt: Arc::new(rt),
             s3: Arc::new(s3),
+            http,
             options: options.clone(),
         })
     }
@@ -229,6 +242,84 @@ impl S3Store {
             ObjectPath::from(key)
         } else {
             ObjectPath::from(format!("{p}/{key}"))
+        }
+    }
+}
+
+impl S3Store {
+    /// The multipart uploads open for exactly `key`: `ListMultipartUploads`, which
+    /// `object_store` does not offer, sent through its own client and signer.
+    async fn open_uploads(&self, key: &ObjectPath) -> Result<Vec<String>> {
+        let fail = |what: &str| {
+            Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "cannot list the open uploads in bucket {}: {what}",
+                    self.options.bucket
+                ),
+            )
+        };
+        let base = if self.options.endpoint.is_empty() {
+            format!("https://s3.{}.amazonaws.com", self.region())
+        } else {
+            endpoint_for(&self.options)
+        };
+        let mut url = reqwest::Url::parse(&base).map_err(|_| fail("bad endpoint"))?;
+        if self.options.uri_style != "host" || self.options.endpoint.is_empty() {
+            url.path_segments_mut()
+                .map_err(|()| fail("bad endpoint"))?
+                .pop_if_empty()
+                .push(&self.options.bucket);
+        }
+        url.query_pairs_mut()
+            .append_pair("prefix", key.as_ref())
+            .append_pair("uploads", "");
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri(url.as_str())
+            .body(object_store::client::HttpRequestBody::empty())
+            .map_err(|_| fail("bad request"))?;
+        let credential = object_store::aws::AwsCredential {
+            key_id: self.options.access_key.clone(),
+            secret_key: self.options.secret_key.clone(),
+            token: None,
+        };
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", &self.region())
+            .try_authorize(&mut req, None)
+            .map_err(|e| fail(&e.to_string()))?;
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|e| fail(&crate::error::chain(&e)))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .bytes()
+            .await
+            .map_err(|e| fail(&e.to_string()))?;
+        if !status.is_success() {
+            return Err(fail(&format!("HTTP {status}")));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let tag = |part: &str, name: &str| -> Option<String> {
+            let start = part.find(&format!("<{name}>"))? + name.len() + 2;
+            let end = part[start..].find(&format!("</{name}>"))?;
+            Some(part[start..start + end].replace("&amp;", "&"))
+        };
+        Ok(text
+            .split("<Upload>")
+            .skip(1)
+            .filter(|u| tag(u, "Key").as_deref() == Some(key.as_ref()))
+            .filter_map(|u| tag(u, "UploadId"))
+            .collect())
+    }
+
+    fn region(&self) -> String {
+        if self.options.region.is_empty() {
+            "us-east-1".into()
+        } else {
+            self.options.region.clone()
         }
     }
 }
@@ -397,6 +488,22 @@ impl Store for S3Store {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+    fn abort_incomplete(&self, key: &str) -> Result<usize> {
+        let path = self.full(key);
+        self.rt.block_on(async {
+            let ids = self.open_uploads(&path).await?;
+            for id in &ids {
+                object_store::multipart::MultipartStore::abort_multipart(
+                    self.s3.as_ref(),
+                    &path,
+                    id,
+                )
+                .await
+                .map_err(|e| map_err(&format!("cannot abort the unfinished upload of {key}"), e))?;
+            }
+            Ok(ids.len())
+        })
     }
     fn delete(&self, key: &str) -> Result<()> {
         match self.rt.block_on(self.s3.delete(&self.full(key))) {
