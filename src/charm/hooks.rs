@@ -4,6 +4,19 @@ use crate::archive::create_private_dir;
 use crate::charm::config::CharmConfig;
 use crate::juju::{BoxError, Context, Status};
 
+/// The hooks the charm has: the repository's `hooks/` links (packed by `cargo xtask pack`) and
+/// the local agent's charm directory are both this list (a test keeps `hooks/` in step).
+pub const HOOKS: [&str; 8] = [
+    "install",
+    "start",
+    "config-changed",
+    "update-status",
+    "upgrade-charm",
+    "s3-parameters-relation-joined",
+    "s3-parameters-relation-changed",
+    "s3-parameters-relation-broken",
+];
+
 /// Handles every hook: `install`, `config-changed`, `update-status`, `upgrade-charm`, `start`
 /// and the `s3-parameters` relation hooks all end in the status the config calls for.
 ///
@@ -73,4 +86,26 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         "backing up {} to {dest}",
         what.join(" ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hooks_directory_links_every_hook_to_dispatch() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks");
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        let mut expected: Vec<String> = super::HOOKS.iter().map(|h| h.to_string()).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+        for h in super::HOOKS {
+            assert_eq!(
+                std::fs::read_link(dir.join(h)).unwrap(),
+                std::path::Path::new("../dispatch")
+            );
+        }
+    }
 }

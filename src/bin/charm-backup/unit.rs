@@ -140,7 +140,7 @@ fn assemble(dir: &Path, me: &Path) -> anyhow::Result<PathBuf> {
         let _ = std::fs::remove_file(&l);
         symlink("../dispatch", &l)?;
     }
-    for h in HOOKS {
+    for h in charm_backup::charm::hooks::HOOKS {
         let l = dir.join("hooks").join(h);
         let _ = std::fs::remove_file(&l);
         symlink("../dispatch", &l)?;
@@ -148,15 +148,3 @@ fn assemble(dir: &Path, me: &Path) -> anyhow::Result<PathBuf> {
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
     Ok(dir.to_path_buf())
 }
-
-/// The hooks the charm handles (the same list as the repository's `hooks/`).
-pub const HOOKS: [&str; 8] = [
-    "install",
-    "start",
-    "config-changed",
-    "update-status",
-    "upgrade-charm",
-    "s3-parameters-relation-joined",
-    "s3-parameters-relation-changed",
-    "s3-parameters-relation-broken",
-];
