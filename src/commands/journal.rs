@@ -33,6 +33,10 @@ pub struct JournalPath {
     pub path: PathBuf,
     /// Whether something was there before.
     pub had_old: bool,
+    /// Subtrees of the old data the backup excluded (relative paths), moved into the restored
+    /// tree so they survive the swap; a roll-back moves them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried: Vec<PathBuf>,
 }
 
 /// The journal's content.
@@ -212,10 +216,68 @@ impl Journal {
             if exists(&old) && !exists(&p.path) {
                 fs::rename(&old, &p.path).at("cannot put the old data back", &p.path)?;
             }
+            for rel in &p.carried {
+                let home = p.path.join(rel);
+                for from in [new.join(rel), trash.join(rel)] {
+                    if exists(&from) && !exists(&home) {
+                        fs::rename(&from, &home)
+                            .at("cannot put an excluded subtree back", &home)?;
+                    }
+                }
+            }
             remove_any(&trash).at("cannot remove", &trash)?;
             remove_any(&new).at("cannot remove", &new)?;
         }
         Ok(())
+    }
+
+    /// Moves the subtrees of each path's old data that `excludes` matches (what the backup
+    /// left out, such as MAAS's boot resources) into its staging tree, recording them first so
+    /// that a roll-back, even after a kill, moves them back. Only subtrees whose parent
+    /// directory the staging tree has, and which it does not hold itself, are moved.
+    ///
+    /// # Errors
+    /// When the journal cannot be written or a rename fails.
+    pub fn carry_excluded(
+        &mut self,
+        excludes: &crate::archive::Excludes,
+        state_dir: &Path,
+    ) -> Result<usize> {
+        if excludes.patterns().is_empty() {
+            return Ok(0);
+        }
+        for p in &mut self.paths {
+            let new = sibling(&p.path, "new");
+            if !p.had_old || !exists(&new) {
+                continue;
+            }
+            p.carried = excluded_in(&p.path, excludes)
+                .into_iter()
+                .filter(|rel| {
+                    // Every directory on the way must be a real one in the staging tree:
+                    // never move data through a symlink the archive put there.
+                    let mut dir = new.clone();
+                    let parents_ok = rel.parent().is_none_or(|parent| {
+                        parent.components().all(|c| {
+                            dir.push(c);
+                            fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+                        })
+                    });
+                    parents_ok && !exists(&new.join(rel))
+                })
+                .collect();
+        }
+        self.save(state_dir)?;
+        let mut moved = 0;
+        for p in &self.paths {
+            let new = sibling(&p.path, "new");
+            for rel in &p.carried {
+                let from = p.path.join(rel);
+                fs::rename(&from, new.join(rel)).at("cannot keep an excluded subtree", &from)?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 
     /// Once every path holds the restored data, moves the old data (and any staging) out of
@@ -242,6 +304,30 @@ impl Journal {
         }
         remove_later(state_dir, doomed)
     }
+}
+
+/// The paths under `root` (relative to it) that `excludes` matches, not descending into them
+/// or through symlinks.
+fn excluded_in(root: &Path, excludes: &crate::archive::Excludes) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if excludes.matches(&path) {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    found.push(rel.to_path_buf());
+                }
+            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn trash_list(state_dir: &Path) -> PathBuf {
@@ -315,4 +401,58 @@ pub fn sweep_trash(state_dir: &Path) -> Result<()> {
         .collect();
     remove_any(&list).at("cannot rewrite the list of old data to remove", &list)?;
     remove_later(state_dir, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excluded_subtrees_are_carried_over_and_back_on_roll_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("maas");
+        fs::create_dir_all(data.join("boot-resources/current")).unwrap();
+        fs::write(data.join("boot-resources/current/image"), "big").unwrap();
+        fs::write(data.join("secret"), "old").unwrap();
+        let new = sibling(&data, "new");
+        fs::create_dir_all(&new).unwrap();
+        fs::write(new.join("secret"), "restored").unwrap();
+        let state = tmp.path().join("state");
+        fs::create_dir_all(&state).unwrap();
+        let mut j = Journal {
+            phase: Phase::Staging,
+            source: "x".into(),
+            paths: vec![JournalPath {
+                path: data.clone(),
+                had_old: true,
+                carried: Vec::new(),
+            }],
+            services: Vec::new(),
+            pg_ctl: None,
+        };
+        let x = crate::archive::Excludes::new(&["boot-resources"]).unwrap();
+        assert_eq!(j.carry_excluded(&x, &state).unwrap(), 1);
+        assert_eq!(
+            fs::read_to_string(new.join("boot-resources/current/image")).unwrap(),
+            "big"
+        );
+        // The journal on disk knows, so a killed restore can put it back too.
+        let saved = Journal::load(&state).unwrap().unwrap();
+        assert_eq!(
+            saved.paths[0].carried,
+            vec![PathBuf::from("boot-resources")]
+        );
+
+        // Swapped, then rolled back: the subtree is home again, the restored tree gone.
+        j.phase = Phase::Swapping;
+        Journal::swap_one(&j.paths[0]).unwrap();
+        assert_eq!(fs::read_to_string(data.join("secret")).unwrap(), "restored");
+        j.roll_back().unwrap();
+        assert_eq!(fs::read_to_string(data.join("secret")).unwrap(), "old");
+        assert_eq!(
+            fs::read_to_string(data.join("boot-resources/current/image")).unwrap(),
+            "big"
+        );
+        assert!(!exists(&new) && !exists(&sibling(&data, "trash")));
+    }
 }

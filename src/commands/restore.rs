@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{
-    ArchiveInfo, Compression, ExtractStats, Limits, check_sha256, extract, read_manifest_only,
-    sha256_of,
+    ArchiveInfo, Compression, Excludes, ExtractStats, Limits, check_sha256, extract,
+    read_manifest_only, sha256_of,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling, sweep_trash};
 use crate::commands::lock::OperationLock;
@@ -215,6 +215,7 @@ pub fn restore(
             .map(|r| JournalPath {
                 path: r.clone(),
                 had_old: fs::symlink_metadata(r).is_ok(),
+                carried: Vec::new(),
             })
             .collect(),
         services: options.services.clone(),
@@ -345,6 +346,19 @@ pub fn restore(
     journal
         .paths
         .retain(|p| fs::symlink_metadata(sibling(&p.path, "new")).is_ok());
+    // What the backup left out stays as it is on the unit.
+    let excluded: Vec<String> = manifest
+        .sources
+        .iter()
+        .flat_map(|s| s.exclude.iter().cloned())
+        .collect();
+    match Excludes::new(&excluded).and_then(|x| journal.carry_excluded(&x, &options.state_dir)) {
+        Ok(0) => {}
+        Ok(n) => progress.step(&format!(
+            "kept {n} excluded subtree(s) of the existing data (the backup left them out)"
+        )),
+        Err(e) => return Err(undo(&journal, e, "cannot keep the excluded subtrees")),
+    }
     progress.step("swapping the restored data in");
     if let Err(e) = journal.advance(Phase::Swapping, &options.state_dir) {
         return Err(undo(&journal, e, "cannot record the swap"));
