@@ -21,6 +21,17 @@ fn tree(root: &Path) {
     fs::write(root.join("sub/b.bin"), vec![7u8; 100_000]).unwrap();
     std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
     fs::hard_link(root.join("a.txt"), root.join("hard")).unwrap();
+    // Set-user-ID and set-group-ID bits survive only if the owner is set before the mode: one
+    // small file and one large enough to take the streamed path.
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(root.join("sub/tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(root.join("sub/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::write(root.join("sub/big-tool"), vec![1u8; 3 << 20]).unwrap();
+    fs::set_permissions(
+        root.join("sub/big-tool"),
+        fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
 }
 
 /// A unit whose `paths` is a fresh tree, and a snapshot of it taken through the charm.

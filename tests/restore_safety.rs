@@ -317,6 +317,25 @@ fn broken_files_and_wrong_checksums_are_refused() {
         .unwrap_err();
     assert!(err.message.contains("checksum mismatch"), "{}", err.message);
     assert_eq!(listing(&u.data()), before);
+    // A damaged copy checked against the good file's sum: the mismatch, which explains the
+    // damage, is what the operator is told.
+    let good_sum = charm_backup::archive::sha256_of(&fs::File::open(&good).unwrap()).unwrap();
+    let err = u
+        .harness()
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("path", truncated.display().to_string())
+                .param("sha256", good_sum.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains(&format!("but {good_sum} was expected")),
+        "{}",
+        err.message
+    );
+    assert_eq!(listing(&u.data()), before);
     let err = u
         .harness()
         .run_action(&charm(), action("restore"))

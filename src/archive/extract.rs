@@ -35,6 +35,24 @@ fn new_file(dest: &Path) -> Result<File> {
         .at("cannot create a file while restoring", dest)
 }
 
+/// How to extract.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ExtractOptions {
+    /// Limits the archive must stay within.
+    pub limits: Limits,
+    /// When this turns true (e.g. [`ChecksumCheck::stop_flag`](crate::archive::ChecksumCheck::stop_flag)
+    /// found the file is not the expected one), extraction stops with an error.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl ExtractOptions {
+    /// Options with these limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        ExtractOptions { limits, stop: None }
+    }
+}
+
 /// Files up to this size are handed to writer threads whole; larger ones are streamed by the
 /// reading thread.
 const SMALL_FILE: u64 = 1 << 20;
@@ -62,16 +80,26 @@ impl SmallFile {
                 e,
             )
         })?;
-        f.set_permissions(fs::Permissions::from_mode(self.mode))
-            .at("cannot set the mode", &self.dest)?;
-        f.set_modified(UNIX_EPOCH + Duration::from_secs(self.mtime))
-            .at("cannot set the mtime", &self.dest)?;
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::lchown(&self.dest, Some(uid), Some(gid))
-                .at("cannot set the owner", &self.dest)?;
-        }
-        Ok(())
+        finish_file(&f, &self.dest, self.owner, self.mode, self.mtime)
     }
+}
+
+/// Gives a written file its owner (first: a change of owner clears set-user-ID bits), mode
+/// and mtime, through its descriptor.
+fn finish_file(
+    f: &File,
+    dest: &Path,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    mtime: u64,
+) -> Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(f, Some(uid), Some(gid)).at("cannot set the owner", dest)?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .at("cannot set the mode", dest)?;
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+        .at("cannot set the mtime", dest)
 }
 
 /// Writer threads for small files: creating tens of thousands of files is mostly time in the
@@ -184,7 +212,8 @@ pub fn is_root() -> bool {
 /// is checked against the safety rules before it is written, and the whole file is hashed on
 /// the way, so this one pass is also the verification: on any error the caller discards the
 /// staging directories and the unit's data is untouched. Owners are restored when running as
-/// root; modes and mtimes always.
+/// root; modes and mtimes always. It returns once everything it wrote is on disk (`syncfs`), so
+/// the caller may rename the staging directories into place.
 ///
 /// # Errors
 /// [`ErrorKind::Integrity`] when the archive is damaged, truncated or breaks a rule; any write
@@ -196,10 +225,10 @@ pub fn extract(
     staging: &[PathBuf],
     side: &Path,
     sink: &mut dyn SideSink,
-    limits: Limits,
+    options: &ExtractOptions,
     progress: &dyn Progress,
 ) -> Result<(ExtractStats, ArchiveInfo)> {
-    let mut rules = Rules::with_manifest(limits, manifest)?;
+    let mut rules = Rules::with_manifest(options.limits, manifest)?;
     let roots = rules.roots();
     if roots.len() != staging.len() {
         return Err(Error::invalid(
@@ -217,11 +246,25 @@ pub fn extract(
     // links are made once the files they point to are.
     let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let parents: Vec<PathBuf> = staging
+        .iter()
+        .chain([&side.to_path_buf()])
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    let flusher = Flusher::start(parents.iter())?;
     let writers = Writers::start(2);
     {
         let mut archive = tar::Archive::new(&mut decoded);
         for entry in archive.entries().map_err(stream_err)? {
             let mut entry = entry.map_err(stream_err)?;
+            if let Some(stop) = &options.stop
+                && stop.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    "extraction stopped: the archive is not the expected one",
+                ));
+            }
             let (i, name) = match rules.check(&entry)? {
                 Checked::Manifest => {
                     if read_manifest(&mut entry)? != *manifest {
@@ -309,10 +352,10 @@ pub fn extract(
                         }
                     })?;
                     stats.bytes_written += n;
-                    f.set_permissions(fs::Permissions::from_mode(mode))
-                        .at("cannot set the mode", &dest)?;
-                    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
-                        .at("cannot set the mtime", &dest)?;
+                    finish_file(&f, &dest, root.then_some((uid, gid)), mode, mtime)?;
+                    stats.entries += 1;
+                    progress.bytes_done(stats.bytes_written, None);
+                    continue;
                 }
                 T::Symlink => {
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
@@ -357,6 +400,10 @@ pub fn extract(
             let _ = d.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
         }
     }
+    // The caller swaps these directories in by renaming: their contents must be on disk first,
+    // or a power cut after the swap could leave empty files where the old data was.
+    progress.step("writing the restored data to disk");
+    flusher.finish()?;
     let info = ArchiveInfo {
         manifest: manifest.clone(),
         sha256,
@@ -366,6 +413,81 @@ pub fn extract(
         compression: Some(compression),
     };
     Ok((stats, info))
+}
+
+/// Writes extracted data back to disk while extraction goes on, so the final flush before the
+/// swap has little left to do: a thread runs `syncfs` on each filesystem in turn, about twice
+/// a second, until [`Flusher::finish`] runs the last, waited-for round.
+struct Flusher {
+    dirs: std::sync::Arc<Vec<(PathBuf, File)>>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Opens one directory per filesystem among `paths` (each must exist) and starts the
+    /// background rounds.
+    fn start<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let mut devs = Vec::new();
+        let mut dirs = Vec::new();
+        for p in paths {
+            let dir = File::open(p).at("cannot open a restore directory", p)?;
+            let dev = dir
+                .metadata()
+                .at("cannot open a restore directory", p)?
+                .dev();
+            if !devs.contains(&dev) {
+                devs.push(dev);
+                dirs.push((p.clone(), dir));
+            }
+        }
+        let dirs = std::sync::Arc::new(dirs);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let background = dirs.clone();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_millis(500))
+            {
+                for (_, dir) in background.iter() {
+                    let _ = nix::unistd::syncfs(dir);
+                }
+            }
+        });
+        Ok(Flusher {
+            dirs,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the background rounds and flushes once more, reporting any error.
+    fn finish(mut self) -> Result<()> {
+        self.stop_thread();
+        for (p, dir) in self.dirs.iter() {
+            nix::unistd::syncfs(dir).map_err(|e| {
+                Error::io(
+                    "cannot write the restored data to disk (is the filesystem full or failing?)",
+                    p,
+                    io::Error::from(e),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
 }
 
 fn unreachable_kind() -> Result<()> {

@@ -33,12 +33,14 @@ mod output;
 mod reader;
 mod writer;
 
-pub use extract::{ExtractStats, SideSink, extract, is_root};
+pub use extract::{ExtractOptions, ExtractStats, SideSink, extract, is_root};
 pub use hash::{HashingReader, HashingWriter, hex};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
 pub use output::{AtomicFile, create_private_dir};
 pub use reader::{
-    ArchiveInfo, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of, verify,
-    verify_file,
+    ArchiveInfo, ChecksumCheck, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of,
+    verify, verify_file,
 };
-pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes, STREAM_PART};
+pub use writer::{
+    ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes, GzipEffort, STREAM_PART,
+};

@@ -332,8 +332,12 @@ fn detect(file: &File) -> Result<Compression> {
 /// inflates it, so decompression runs on one core while the caller parses and writes on
 /// another; at most [`QUEUED`] chunks of 1 MiB are in flight.
 pub(crate) struct Decoded {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: std::sync::mpsc::Receiver<io::Result<Chunk>>,
+    /// Read chunks go back to the decoding thread, which refills them: no allocation (nor
+    /// zeroing of fresh pages) per chunk.
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
+    len: usize,
     pos: usize,
     worker: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
 }
@@ -341,32 +345,40 @@ pub(crate) struct Decoded {
 /// Chunks queued between the decoding thread and the reader.
 const QUEUED: usize = 4;
 
+/// A buffer and how much of it holds data.
+type Chunk = (Vec<u8>, usize);
+
 impl Read for Decoded {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
+        while self.pos == self.len {
             match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.buf = chunk;
+                Ok(Ok((chunk, len))) => {
+                    let used = std::mem::replace(&mut self.buf, chunk);
+                    if !used.is_empty() {
+                        let _ = self.spare.send(used);
+                    }
+                    self.len = len;
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(0),
             }
         }
-        let n = out.len().min(self.buf.len() - self.pos);
+        let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }
 }
 
-/// Sends everything `d` yields, in 1 MiB chunks.
+/// Sends everything `d` yields, in 1 MiB chunks, reusing the buffers the reader gives back.
 fn pump(
     d: &mut impl Read,
-    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Chunk>>,
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> io::Result<()> {
     loop {
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut chunk = spare.try_recv().unwrap_or_else(|_| vec![0u8; 1 << 20]);
         let mut n = 0;
         while n < chunk.len() {
             match d.read(&mut chunk[n..]) {
@@ -379,8 +391,7 @@ fn pump(
         if n == 0 {
             return Ok(());
         }
-        chunk.truncate(n);
-        if tx.send(Ok(chunk)).is_err() {
+        if tx.send(Ok((chunk, n))).is_err() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the reader stopped",
@@ -420,18 +431,19 @@ pub(crate) fn open_stream(file: &File) -> Result<(Decoded, Compression)> {
     let compression = detect(file)?;
     let f = FromStart::new(file)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
+    let (spare, spares) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || -> io::Result<(String, u64)> {
         let hashing = BufReader::with_capacity(1 << 20, HashingReader::new(f));
         let run = || -> io::Result<(String, u64)> {
             let h = match compression {
                 Compression::Gzip => {
                     let mut d = flate2::bufread::MultiGzDecoder::new(hashing);
-                    pump(&mut d, &tx)?;
+                    pump(&mut d, &tx, &spares)?;
                     d.into_inner().into_inner()
                 }
                 Compression::Zstd => {
                     let mut d = zstd::stream::read::Decoder::with_buffer(hashing)?;
-                    pump(&mut d, &tx)?;
+                    pump(&mut d, &tx, &spares)?;
                     d.finish().into_inner()
                 }
             };
@@ -446,7 +458,9 @@ pub(crate) fn open_stream(file: &File) -> Result<(Decoded, Compression)> {
     Ok((
         Decoded {
             rx,
+            spare,
             buf: Vec::new(),
+            len: 0,
             pos: 0,
             worker: Some(worker),
         },
@@ -614,10 +628,77 @@ pub fn sha256_of(file: &File) -> Result<String> {
         .map_err(stream_err)
 }
 
+/// A file's SHA-256 checked against the expected one on a thread of its own, so the check costs
+/// no time before the work that reads the file next (hashing runs at several times the speed
+/// of decompression, so a wrong file is known long before that work ends).
+#[derive(Debug)]
+pub struct ChecksumCheck {
+    wrong: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl ChecksumCheck {
+    /// Starts hashing `file` from its start (with its own reads: the file's offset is not
+    /// used, so others may read it meanwhile).
+    ///
+    /// # Errors
+    /// When the file cannot be opened a second time.
+    pub fn start(file: &File, expected: &str) -> Result<Self> {
+        let file = file
+            .try_clone()
+            .map_err(|e| Error::new(ErrorKind::Other, "cannot read the archive").with_source(e))?;
+        let expected = expected.to_string();
+        let wrong = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = wrong.clone();
+        let thread = std::thread::spawn(move || {
+            let r = sha256_of(&file).and_then(|actual| check_sha256(&actual, Some(&expected)));
+            if r.is_err() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            r
+        });
+        Ok(ChecksumCheck { wrong, thread })
+    }
+
+    /// A flag that turns true as soon as the file is known not to match (or cannot be read):
+    /// work on the file may stop early.
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.wrong.clone()
+    }
+
+    /// Waits for the check to end.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Integrity`] with the two sums when they differ; a read error.
+    pub fn wait(self) -> Result<()> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(integrity("the checksum could not be computed")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_checksum_check_raises_its_stop_flag_only_for_the_wrong_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello\n").unwrap();
+        let file = File::open(&path).unwrap();
+        let right = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+        let check = ChecksumCheck::start(&file, right).unwrap();
+        let flag = check.stop_flag();
+        check.wait().unwrap();
+        assert!(!flag.load(std::sync::atomic::Ordering::Relaxed));
+        let check = ChecksumCheck::start(&file, &"0".repeat(64)).unwrap();
+        let flag = check.stop_flag();
+        let err = check.wait().unwrap_err();
+        assert!(err.to_string().contains(right), "{err}");
+        assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
+    }
 
     #[test]
     fn two_readers_of_one_open_file_do_not_disturb_each_other() {

@@ -15,7 +15,7 @@ use crate::progress::Progress;
 /// How an archive is compressed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Compression {
-    /// gzip, level 6: what `tar xzf` reads everywhere.
+    /// gzip (see [`GzipEffort`]): what `tar xzf` reads everywhere.
     #[default]
     Gzip,
     /// zstd, level 3: faster and smaller; `tar --zstd -xf` reads it.
@@ -59,12 +59,17 @@ impl std::str::FromStr for Compression {
 pub struct ArchiveOptions {
     /// The compression.
     pub compression: Compression,
+    /// How hard gzip works (ignored for zstd).
+    pub gzip_effort: GzipEffort,
 }
 
 impl ArchiveOptions {
     /// Options with this compression.
     pub fn with_compression(compression: Compression) -> Self {
-        ArchiveOptions { compression }
+        ArchiveOptions {
+            compression,
+            ..Default::default()
+        }
     }
 }
 
@@ -107,13 +112,36 @@ fn gzp_err(e: gzp::GzpError) -> io::Error {
     }
 }
 
+/// How hard gzip works. zlib-rs follows zlib-ng, whose levels differ from zlib's (GNU gzip,
+/// pigz, pgBackRest): its level 6 is a faster "medium" strategy than the lazy matching zlib
+/// runs at 6, and on database pages it is 7.5% larger; on mixed files the gap is under 1%.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GzipEffort {
+    /// zlib-rs level 6: within 1% of `gzip -6`'s size on mixed files, about 2x its speed per
+    /// core.
+    #[default]
+    Fast,
+    /// zlib-rs level 7: the lazy matching zlib runs at level 6, with about its settings, so
+    /// the size of `gzip -6` on any data (database pages included), about 1.4x its speed.
+    Dense,
+}
+
+impl GzipEffort {
+    fn level(self) -> flate2::Compression {
+        flate2::Compression::new(match self {
+            GzipEffort::Fast => 6,
+            GzipEffort::Dense => 7,
+        })
+    }
+}
+
 /// Input per parallel gzip block. Each block ends with a flush, which costs most on data that
 /// compresses well (database files): 1 MiB keeps the stream within a percent or two of
 /// `gzip -6` while two blocks in flight per core still bound memory to a few MiB.
 const GZIP_BLOCK: usize = 1 << 20;
 
 impl<W: Write + Send + 'static> Encoder<W> {
-    fn new(inner: W, c: Compression) -> io::Result<Self> {
+    fn new(inner: W, c: Compression, effort: GzipEffort) -> io::Result<Self> {
         let threads = cores();
         Ok(match c {
             Compression::Gzip if threads > 1 => Encoder::ParGzip(
@@ -122,13 +150,12 @@ impl<W: Write + Send + 'static> Encoder<W> {
                     .map_err(gzp_err)?
                     .buffer_size(GZIP_BLOCK)
                     .map_err(gzp_err)?
-                    .compression_level(flate2::Compression::new(6))
+                    .compression_level(effort.level())
                     .from_writer(inner),
             ),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(6),
-            )),
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::write::GzEncoder::new(inner, effort.level()))
+            }
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(inner, 3)?;
                 if threads > 1 {
@@ -314,7 +341,12 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     /// # Errors
     /// When the output cannot be written.
     pub fn create(out: W, manifest: &Manifest, options: &ArchiveOptions) -> Result<Self> {
-        let enc = Encoder::new(HashingWriter::new(out), options.compression).map_err(write_err)?;
+        let enc = Encoder::new(
+            HashingWriter::new(out),
+            options.compression,
+            options.gzip_effort,
+        )
+        .map_err(write_err)?;
         let mut tar = tar::Builder::new(enc);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);

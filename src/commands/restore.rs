@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{
-    ArchiveInfo, Compression, Excludes, ExtractStats, Limits, check_sha256, extract,
-    read_manifest_only, sha256_of,
+    ArchiveInfo, ChecksumCheck, Compression, Excludes, ExtractOptions, ExtractStats, Limits,
+    check_sha256, extract, read_manifest_only,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling, sweep_trash};
 use crate::commands::lock::OperationLock;
@@ -121,11 +121,33 @@ pub fn restore(
         progress.step(&done);
     }
     let file = fs::File::open(archive).at("cannot open the archive", archive)?;
-    if let Some(expected) = &options.expected_sha256 {
-        progress.step(&format!("checking the sha256 of {}", archive.display()));
-        check_sha256(&sha256_of(&file)?, Some(expected)).map_err(|e| e.with_path(archive))?;
+    // The sum is checked alongside the rest: a wrong file stops the extraction early, and its
+    // mismatch is the error reported whatever else failed, since it explains the rest.
+    let mut checksum = match &options.expected_sha256 {
+        Some(expected) => {
+            progress.step(&format!("checking the sha256 of {}", archive.display()));
+            Some(ChecksumCheck::start(&file, expected)?)
+        }
+        None => None,
+    };
+    let restored = restore_open(archive, &file, options, &mut checksum, start, progress);
+    if let Some(c) = checksum {
+        c.wait().map_err(|e| e.with_path(archive))?;
     }
-    let manifest = read_manifest_only(&file).map_err(|e| e.with_path(archive))?;
+    restored
+}
+
+/// [`restore`] once the archive is open and the lock held; waits for `checksum` (taking it)
+/// before anything is swapped.
+fn restore_open(
+    archive: &Path,
+    file: &fs::File,
+    options: &RestoreOptions,
+    checksum: &mut Option<ChecksumCheck>,
+    start: Instant,
+    progress: &dyn Progress,
+) -> Result<RestoreStats> {
+    let manifest = read_manifest_only(file).map_err(|e| e.with_path(archive))?;
     let roots: Vec<PathBuf> = manifest.roots().iter().map(PathBuf::from).collect();
     let pg_source = manifest.sources.iter().find(|s| s.kind == postgres::KIND);
     let pg = match (pg_source, &options.postgresql) {
@@ -254,30 +276,35 @@ pub fn restore(
     ));
     let side = sibling(&options.state_dir.join("side"), "new");
     let _ = remove_any(&side);
+    let mut extract_options = ExtractOptions::with_limits(options.limits);
+    extract_options.stop = checksum.as_ref().map(ChecksumCheck::stop_flag);
     let extracted = match logical.as_mut() {
         Some(l) => extract(
-            &file,
+            file,
             &manifest,
             &staging,
             &side,
             l,
-            options.limits,
+            &extract_options,
             progress,
         )
         .and_then(|x| l.finish().map(|()| x)),
         None => extract(
-            &file,
+            file,
             &manifest,
             &staging,
             &side,
             &mut (),
-            options.limits,
+            &extract_options,
             progress,
         ),
     };
     let restored_etcd = extracted.and_then(|(x, info)| {
         stats.extracted = x;
-        // The file may have changed since its checksum was checked: compare what was read.
+        if let Some(c) = checksum.take() {
+            c.wait()?;
+        }
+        // The file may have changed while its checksum was checked: compare what was read.
         check_sha256(&info.sha256, options.expected_sha256.as_deref())?;
         stats.archive = info;
         if let (Some(pg), Some((_, p))) = (&pg_ctl, pg) {

@@ -31,7 +31,18 @@ pub fn listing(root: &Path) -> Vec<(PathBuf, String)> {
                 stack.push(e.unwrap().path());
             }
         } else {
-            out.push((rel, format!("file {mode:o} {:?}", fs::read(&d).unwrap())));
+            let content = fs::read(&d).unwrap();
+            let shown = if content.len() <= 64 {
+                format!("{content:?}")
+            } else {
+                use sha2::Digest as _;
+                format!(
+                    "{} bytes, sha256 {}",
+                    content.len(),
+                    charm_backup::archive::hex(&sha2::Sha256::digest(&content))
+                )
+            };
+            out.push((rel, format!("file {mode:o} {shown}")));
         }
     }
     out.sort();
