@@ -209,7 +209,11 @@ impl S3Store {
             .with_secret_access_key(&options.secret_key)
             .with_virtual_hosted_style_request(options.uri_style == "host")
             .with_client_options(client)
-            .with_retry(retry);
+            .with_retry(retry)
+            // Over TLS the payload is already protected, so parts are not hashed a second
+            // time for the signature (what AWS's own SDKs do over HTTPS); over plain HTTP the
+            // signature covers it.
+            .with_unsigned_payload(!options.endpoint.starts_with("http://"));
         if !options.endpoint.is_empty() {
             b = b
                 .with_endpoint(endpoint_for(options))
