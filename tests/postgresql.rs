@@ -105,6 +105,19 @@ fn fingerprint(c: &Cluster) -> Vec<String> {
             "postgres",
             "SELECT pg_get_userbyid(datdba) || ' ' || pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'app'",
         ),
+        c.psql(
+            "postgres",
+            "SELECT string_agg(coalesce(r.rolname, '-') || ':' || array_to_string(s.setconfig, ','), ' ' ORDER BY r.rolname NULLS FIRST) \
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+             LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = 'bench'",
+        ),
+        c.psql(
+            "postgres",
+            "SELECT (SELECT string_agg(x, ',' ORDER BY x) FROM (SELECT CASE WHEN a.grantee = 0 THEN 'public' \
+             ELSE pg_get_userbyid(a.grantee) END || '=' || a.privilege_type AS x FROM aclexplode(d.datacl) a) p) \
+             || ' ' || datconnlimit || ' ' \
+             || coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database d WHERE datname = 'bench'",
+        ),
     ]
 }
 
@@ -121,6 +134,19 @@ fn load(c: &Cluster) {
     );
     c.psql("app", "GRANT SELECT ON every_type TO app_reader");
     c.pgbench("bench", 2);
+    // Database-level properties, which a plain pg_dump leaves out.
+    c.psql("postgres", "CREATE ROLE bench_user NOLOGIN");
+    for sql in [
+        "ALTER DATABASE bench SET work_mem = '7MB'",
+        "ALTER DATABASE bench SET search_path = a, \"B c\", public",
+        "ALTER DATABASE bench CONNECTION LIMIT 50",
+        "ALTER ROLE bench_user IN DATABASE bench SET statement_timeout = '5s'",
+        "COMMENT ON DATABASE bench IS E'it''s\\nmulti-line'",
+        "REVOKE TEMP ON DATABASE bench FROM PUBLIC",
+        "GRANT CREATE ON DATABASE bench TO bench_user",
+    ] {
+        c.psql("postgres", sql);
+    }
 }
 
 /// Damages everything `load` made: rows, a database, roles.
@@ -133,6 +159,16 @@ fn damage(c: &Cluster) {
     c.psql("postgres", "DROP DATABASE app");
     c.psql("postgres", "DROP ROLE app_reader");
     c.psql("postgres", "DROP ROLE app_owner");
+    for sql in [
+        "ALTER DATABASE bench RESET ALL",
+        "ALTER DATABASE bench CONNECTION LIMIT -1",
+        "ALTER ROLE bench_user IN DATABASE bench RESET ALL",
+        "COMMENT ON DATABASE bench IS NULL",
+        "GRANT TEMP ON DATABASE bench TO PUBLIC",
+        "REVOKE CREATE ON DATABASE bench FROM bench_user",
+    ] {
+        c.psql("postgres", sql);
+    }
 }
 
 /// The store's backups, oldest first, as `list-backups format=json` gives them.

@@ -47,15 +47,20 @@ impl Unit {
     /// Restores `archive` through the charm and returns the failure message; the data must be
     /// byte-for-byte what it was.
     fn restore_fails(&self, archive: &Path) -> String {
+        self.restore_fails_with_sum(archive, None)
+    }
+    /// [`Unit::restore_fails`], with the `sha256` parameter when given.
+    fn restore_fails_with_sum(&self, archive: &Path, sha256: Option<&str>) -> String {
         let before = listing(&self.data());
+        let mut params = action("restore")
+            .param("path", archive.display().to_string())
+            .param("target", self.tmp.path().join("pre").display().to_string());
+        if let Some(sum) = sha256 {
+            params = params.param("sha256", sum);
+        }
         let err = self
             .harness()
-            .run_action(
-                &charm(),
-                action("restore")
-                    .param("path", archive.display().to_string())
-                    .param("target", self.tmp.path().join("pre").display().to_string()),
-            )
+            .run_action(&charm(), params)
             .expect_err("restore must fail");
         assert!(err.scheduled);
         assert_eq!(
@@ -305,37 +310,17 @@ fn broken_files_and_wrong_checksums_are_refused() {
         u.restore_fails(&foreign)
             .contains("not a charm-backup archive")
     );
-    let before = listing(&u.data());
-    let err = u
-        .harness()
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("path", good.display().to_string())
-                .param("sha256", "ab".repeat(32)),
-        )
-        .unwrap_err();
-    assert!(err.message.contains("checksum mismatch"), "{}", err.message);
-    assert_eq!(listing(&u.data()), before);
+    let msg = u.restore_fails_with_sum(&good, Some(&"ab".repeat(32)));
+    assert!(msg.contains("checksum mismatch"), "{msg}");
     // A damaged copy checked against the good file's sum: the mismatch, which explains the
     // damage, is what the operator is told.
     let good_sum = charm_backup::archive::sha256_of(&fs::File::open(&good).unwrap()).unwrap();
-    let err = u
-        .harness()
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("path", truncated.display().to_string())
-                .param("sha256", good_sum.clone()),
-        )
-        .unwrap_err();
+    let msg = u.restore_fails_with_sum(&truncated, Some(&good_sum));
     assert!(
-        err.message
-            .contains(&format!("but {good_sum} was expected")),
-        "{}",
-        err.message
+        msg.contains(&format!("but {good_sum} was expected")),
+        "{msg}"
     );
-    assert_eq!(listing(&u.data()), before);
+    let before = listing(&u.data());
     let err = u
         .harness()
         .run_action(&charm(), action("restore"))

@@ -96,15 +96,7 @@ fn copy_in_blocks(
     use std::io::Write as _;
     let mut total = 0;
     loop {
-        let mut n = 0;
-        while n < block.len() {
-            match entry.read(&mut block[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(stream_err(e)),
-            }
-        }
+        let n = crate::archive::fill(entry, block).map_err(stream_err)?;
         if n == 0 {
             return Ok(total);
         }

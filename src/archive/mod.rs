@@ -44,3 +44,17 @@ pub use reader::{
 pub use writer::{
     ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes, GzipEffort, STREAM_PART,
 };
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+pub(crate) fn fill(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

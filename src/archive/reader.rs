@@ -379,15 +379,7 @@ fn pump(
 ) -> io::Result<()> {
     loop {
         let mut chunk = spare.try_recv().unwrap_or_else(|_| vec![0u8; 1 << 20]);
-        let mut n = 0;
-        while n < chunk.len() {
-            match d.read(&mut chunk[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = crate::archive::fill(d, &mut chunk)?;
         if n == 0 {
             return Ok(());
         }

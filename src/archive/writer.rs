@@ -289,22 +289,13 @@ pub const STREAM_PART: usize = 8 << 20;
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
 fn read_full(data: &mut dyn Read, buf: &mut [u8], name: &str) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match data.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::SourceFailed,
-                    format!("cannot read the data for {name}"),
-                )
-                .with_source(e));
-            }
-        }
-    }
-    Ok(n)
+    crate::archive::fill(data, buf).map_err(|e| {
+        Error::new(
+            ErrorKind::SourceFailed,
+            format!("cannot read the data for {name}"),
+        )
+        .with_source(e)
+    })
 }
 
 /// A tar stream being written, compressed and hashed.

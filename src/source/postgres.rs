@@ -7,7 +7,9 @@
 //!   it is complete; a plain `pg_dumpall` script can only be replayed over the live cluster.
 //!   The dumps keep pg_dump's own compression: it runs in pg_dump's process beside ours, and
 //!   the archive's compression over it costs little and still shrinks what pg_dump's
-//!   per-block compression leaves (on pgbench data, to a fiftieth).
+//!   per-block compression leaves (on pgbench data, to a fiftieth). Beside each dump goes
+//!   what pg_dump emits only with `--create` (grants on the database, its comment, connection
+//!   limit and settings), applied when the restored database takes its name.
 //! - **physical**: `pg_basebackup --format=tar --wal-method=fetch` to stdout, its entries
 //!   re-written into the archive under the data directory's path, so the archive holds a data
 //!   directory that starts consistent (WAL included) and GNU tar can unpack it.
@@ -607,6 +609,20 @@ impl Postgres {
                 db.name,
                 human(db.size)
             ));
+            // What pg_dump keeps only with --create: the database's comment, settings
+            // (ALTER DATABASE / ALTER ROLE IN DATABASE ... SET), connection limit and grants.
+            let properties = run(
+                self.tool("pg_dump", major)
+                    .args(["--create", "--schema-only", "--exclude-schema=*"])
+                    .env("PGDATABASE", &db.name),
+                &format!("dump the properties of database {}", db.name),
+            )?;
+            w.append_stream(
+                &format!(".charm-backup/{SIDE}/db/{}", properties_file(i, &db.name)),
+                properties.len() as u64,
+                0o600,
+                &mut properties.as_slice(),
+            )?;
             let mut p = Piped::reading(
                 self.tool("pg_dump", major)
                     .arg("--format=custom")
@@ -814,9 +830,20 @@ fn describe_session(s: &Session) -> String {
     )
 }
 
-/// The archive file name of database number `i`'s dump: `001-name.dump`, the name cleaned of
-/// anything a file name should not hold (the manifest has the real name).
+/// The archive file name of database number `i`'s properties (pg_dump's `--create` part):
+/// `001-name.database.sql`.
+fn properties_file(i: usize, name: &str) -> String {
+    format!("{}.database.sql", file_stem(i, name))
+}
+
+/// The archive file name of database number `i`'s dump: `001-name.dump`.
 fn dump_file(i: usize, name: &str) -> String {
+    format!("{}.dump", file_stem(i, name))
+}
+
+/// `001-name`: the number, and the name cleaned of anything a file name should not hold (the
+/// manifest has the real name).
+fn file_stem(i: usize, name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {
@@ -828,7 +855,18 @@ fn dump_file(i: usize, name: &str) -> String {
         })
         .take(64)
         .collect();
-    format!("{:03}-{clean}.dump", i + 1)
+    format!("{:03}-{clean}", i + 1)
+}
+
+/// The statements of a `pg_dump --create --schema-only` script that set a database's
+/// properties once it exists under its name: without `CREATE DATABASE` (the database is
+/// created under a temporary name and renamed) and without psql's backslash commands.
+fn property_statements(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.starts_with('\\') && !l.starts_with("CREATE DATABASE "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Re-writes `pg_basebackup`'s tar stream under `prefix`, with an entry for the data directory
@@ -909,6 +947,8 @@ pub struct LogicalRestore<'a> {
     /// `(database, temporary name)` of the databases loaded so far.
     loaded: Vec<(String, String)>,
     current: Option<(usize, Piped)>,
+    /// Per database (by index), the statements that restore its properties.
+    properties: Vec<Option<String>>,
     warnings: Vec<String>,
     progress: &'a dyn Progress,
 }
@@ -968,9 +1008,10 @@ impl<'a> LogicalRestore<'a> {
         Ok(LogicalRestore {
             pg,
             major: info.major(),
-            databases,
             loaded: Vec::new(),
             current: None,
+            properties: vec![None; databases.len()],
+            databases,
             warnings: Vec::new(),
             progress,
         })
@@ -1116,6 +1157,15 @@ impl<'a> LogicalRestore<'a> {
                     kept.push(old);
                 }
                 sql += &format!("ALTER DATABASE {} RENAME TO {};", ident(temp), ident(db));
+                if let Some(props) = self
+                    .databases
+                    .iter()
+                    .position(|d| &d.name == db)
+                    .and_then(|i| self.properties[i].as_deref())
+                {
+                    sql += props;
+                    sql += "\n;";
+                }
             }
             sql += "COMMIT;";
             match c.batch_execute(&sql) {
@@ -1211,6 +1261,21 @@ impl SideSink for LogicalRestore<'_> {
                 )
             })?
             - 1;
+        if file.ends_with(".database.sql") {
+            let mut script = String::new();
+            data.read_to_string(&mut script).map_err(|e| {
+                Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "the properties of database {} are unreadable",
+                        self.databases[i].name
+                    ),
+                )
+                .with_source(e)
+            })?;
+            self.properties[i] = Some(property_statements(&script));
+            return Ok(true);
+        }
         if self.current.as_ref().map(|(c, _)| *c) != Some(i) {
             self.finish_current()?;
             self.start_database(i)?;
@@ -1456,6 +1521,18 @@ mod tests {
     fn dump_names_are_safe_file_names() {
         assert_eq!(dump_file(0, "maasdb"), "001-maasdb.dump");
         assert_eq!(dump_file(11, "../x y"), "012-___x_y.dump");
+        assert_eq!(properties_file(0, "a.b"), "001-a_b.database.sql");
+    }
+
+    #[test]
+    fn property_statements_leave_out_the_create_and_psql_commands() {
+        let script = "\\restrict abc\nSET lock_timeout = 0;\n\
+            CREATE DATABASE x WITH TEMPLATE = template0;\nALTER DATABASE x OWNER TO o;\n\
+            \\connect x\nCOMMENT ON DATABASE x IS 'two\nlines';\n\\unrestrict abc\n";
+        assert_eq!(
+            property_statements(script),
+            "SET lock_timeout = 0;\nALTER DATABASE x OWNER TO o;\nCOMMENT ON DATABASE x IS 'two\nlines';"
+        );
     }
 
     #[test]
