@@ -545,3 +545,43 @@ fn killing_a_restore_at_any_point_leaves_old_or_new_data_exactly() {
         "kills should land both before and after the swap (old {saw_old}, new {saw_new})"
     );
 }
+
+#[test]
+fn a_restore_cut_off_after_its_databases_were_swapped_is_finished_not_undone() {
+    use charm_backup::commands::journal::{Journal, JournalPath, Phase, sibling};
+    let u = Unit::new();
+    let data = u.data();
+    let new = sibling(&data, "new");
+    fs::create_dir_all(&new).unwrap();
+    fs::write(new.join("a.txt"), "restored\n").unwrap();
+    let expected = listing(&new);
+    // As a kill leaves it between the two renames of the swap, once the databases were renamed
+    // into place: the old data moved aside, the restored data not yet in place.
+    fs::rename(&data, sibling(&data, "old")).unwrap();
+    let state = u.tmp.path().join("unit/charm-backup-state");
+    fs::create_dir_all(&state).unwrap();
+    Journal {
+        phase: Phase::DatabasesSwapped,
+        source: "backup 2026-11-24T01:02:03Z".into(),
+        paths: vec![JournalPath {
+            path: data.clone(),
+            had_old: true,
+            carried: Vec::new(),
+        }],
+        services: Vec::new(),
+        pg_ctl: None,
+    }
+    .save(&state)
+    .unwrap();
+    let out = u.harness().run_hook(&charm(), "update-status");
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(
+        out.juju_logs
+            .iter()
+            .any(|l| l.contains("after its databases were in place; it was finished")),
+        "{:?}",
+        out.juju_logs
+    );
+    assert_eq!(listing(&data), expected);
+    assert!(Journal::load(&state).unwrap().is_none());
+}

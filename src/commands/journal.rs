@@ -21,6 +21,9 @@ pub enum Phase {
     Staging,
     /// Renaming staging directories into place.
     Swapping,
+    /// The restored databases are in place, which cannot be undone here: the paths must
+    /// follow, so an interrupted restore is finished, not undone.
+    DatabasesSwapped,
     /// Every path holds the restored data; only clean-up is left.
     Swapped,
 }
@@ -195,6 +198,14 @@ impl Journal {
             fs::rename(&p.path, &old).at("cannot move the old data aside", &p.path)?;
         }
         fs::rename(&new, &p.path).at("cannot move the restored data into place", &p.path)
+    }
+
+    /// Finishes the swap of every path, whatever point it reached (each rename is done once).
+    ///
+    /// # Errors
+    /// When a rename fails (the journal is then kept for the next try).
+    pub fn roll_forward(&self) -> Result<()> {
+        self.paths.iter().try_for_each(Journal::swap_one)
     }
 
     /// Puts every path back to its old data and removes staging, whatever point the swap
@@ -454,5 +465,44 @@ mod tests {
             "big"
         );
         assert!(!exists(&new) && !exists(&sibling(&data, "trash")));
+    }
+
+    #[test]
+    fn a_swap_cut_off_halfway_rolls_forward() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("etc-maas");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("regiond.conf"), "old").unwrap();
+        let new = sibling(&data, "new");
+        fs::create_dir_all(&new).unwrap();
+        fs::write(new.join("regiond.conf"), "restored").unwrap();
+        let j = Journal {
+            phase: Phase::DatabasesSwapped,
+            source: "x".into(),
+            paths: vec![JournalPath {
+                path: data.clone(),
+                had_old: true,
+                carried: Vec::new(),
+            }],
+            services: Vec::new(),
+            pg_ctl: None,
+        };
+        // Killed between the two renames of the swap: the old data is aside, nothing in place.
+        fs::rename(&data, sibling(&data, "old")).unwrap();
+        j.roll_forward().unwrap();
+        assert_eq!(
+            fs::read_to_string(data.join("regiond.conf")).unwrap(),
+            "restored"
+        );
+        // Again, as a second interrupted recovery would: nothing changes.
+        j.roll_forward().unwrap();
+        assert_eq!(
+            fs::read_to_string(data.join("regiond.conf")).unwrap(),
+            "restored"
+        );
+        assert_eq!(
+            fs::read_to_string(sibling(&data, "old").join("regiond.conf")).unwrap(),
+            "old"
+        );
     }
 }

@@ -356,19 +356,6 @@ fn restore_open(
             }
         }
     }
-    if let Some(l) = logical.as_mut() {
-        progress.step("putting the restored databases in place");
-        stats.databases = l.databases();
-        stats.warnings = l.warnings().to_vec();
-        match l.swap(
-            options.terminate_sessions,
-            options.save_existing_to.is_some(),
-        ) {
-            Ok(kept) => stats.kept_databases = kept,
-            Err(e) => return Err(undo(&journal, e, "the databases could not be swapped")),
-        }
-    }
-
     // Only paths the archive has entries for are swapped.
     journal
         .paths
@@ -386,12 +373,34 @@ fn restore_open(
         )),
         Err(e) => return Err(undo(&journal, e, "cannot keep the excluded subtrees")),
     }
+    let mut swap_phase = Phase::Swapping;
+    if let Some(l) = logical.as_mut() {
+        progress.step("putting the restored databases in place");
+        stats.databases = l.databases();
+        stats.warnings = l.warnings().to_vec();
+        match l.swap(
+            options.terminate_sessions,
+            options.save_existing_to.is_some(),
+        ) {
+            Ok(kept) => stats.kept_databases = kept,
+            Err(e) => return Err(undo(&journal, e, "the databases could not be swapped")),
+        }
+        // From here on the paths follow the databases: an interruption finishes the restore.
+        swap_phase = Phase::DatabasesSwapped;
+    }
+
     progress.step("swapping the restored data in");
-    if let Err(e) = journal.advance(Phase::Swapping, &options.state_dir) {
+    if let Err(e) = journal.advance(swap_phase, &options.state_dir) {
+        if swap_phase == Phase::DatabasesSwapped {
+            return Err(databases_ahead(e));
+        }
         return Err(undo(&journal, e, "cannot record the swap"));
     }
     for p in &journal.paths {
         if let Err(e) = Journal::swap_one(p) {
+            if swap_phase == Phase::DatabasesSwapped {
+                return Err(databases_ahead(e));
+            }
             return Err(undo(&journal, e, "the swap failed and was undone"));
         }
     }
@@ -421,6 +430,18 @@ fn restore_open(
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// The error when the databases are restored but the paths could not follow: not undone (the
+/// databases cannot be), left for the next action or hook to finish.
+fn databases_ahead(e: Error) -> Error {
+    Error::new(
+        e.kind(),
+        format!(
+            "the databases were restored, but the files could not be put in place ({}): the next action or hook will finish it",
+            chain(&e)
+        ),
+    )
 }
 
 /// The data directory a physical backup goes back to: the backup's own, which must be the
@@ -483,6 +504,14 @@ fn recover_locked(state_dir: &Path) -> Result<Option<String>> {
             journal.roll_back()?;
             format!(
                 "a restore from {} was interrupted before it finished; it was undone: {paths} hold the data they held before it",
+                journal.source
+            )
+        }
+        Phase::DatabasesSwapped => {
+            journal.roll_forward()?;
+            journal.clean_up(state_dir)?;
+            format!(
+                "a restore from {} was interrupted after its databases were in place; it was finished: {paths} hold the restored data too",
                 journal.source
             )
         }
