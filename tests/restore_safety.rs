@@ -560,17 +560,11 @@ fn a_restore_cut_off_after_its_databases_were_swapped_is_finished_not_undone() {
     fs::rename(&data, sibling(&data, "old")).unwrap();
     let state = u.tmp.path().join("unit/charm-backup-state");
     fs::create_dir_all(&state).unwrap();
-    Journal {
-        phase: Phase::DatabasesSwapped,
-        source: "backup 2026-11-24T01:02:03Z".into(),
-        paths: vec![JournalPath {
-            path: data.clone(),
-            had_old: true,
-            carried: Vec::new(),
-        }],
-        services: Vec::new(),
-        pg_ctl: None,
-    }
+    Journal::new(
+        Phase::DatabasesSwapped,
+        "backup 2026-11-24T01:02:03Z".into(),
+        vec![JournalPath::new(data.clone(), true)],
+    )
     .save(&state)
     .unwrap();
     let out = u.harness().run_hook(&charm(), "update-status");

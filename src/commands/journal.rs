@@ -59,6 +59,30 @@ pub struct Journal {
     pub pg_ctl: Option<crate::source::postgres::PgCtl>,
 }
 
+impl JournalPath {
+    /// A path to restore; `had_old` when something is there now.
+    pub fn new(path: PathBuf, had_old: bool) -> Self {
+        JournalPath {
+            path,
+            had_old,
+            carried: Vec::new(),
+        }
+    }
+}
+
+impl Journal {
+    /// A journal in `phase` for restoring `source` onto `paths`, with no services to stop.
+    pub fn new(phase: Phase, source: String, paths: Vec<JournalPath>) -> Self {
+        Journal {
+            phase,
+            source,
+            paths,
+            services: Vec::new(),
+            pg_ctl: None,
+        }
+    }
+}
+
 /// `path` with its name hidden and tagged: `.name.charm-backup-<tag>`.
 pub fn sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path
@@ -430,17 +454,11 @@ mod tests {
         fs::write(new.join("secret"), "restored").unwrap();
         let state = tmp.path().join("state");
         fs::create_dir_all(&state).unwrap();
-        let mut j = Journal {
-            phase: Phase::Staging,
-            source: "x".into(),
-            paths: vec![JournalPath {
-                path: data.clone(),
-                had_old: true,
-                carried: Vec::new(),
-            }],
-            services: Vec::new(),
-            pg_ctl: None,
-        };
+        let mut j = Journal::new(
+            Phase::Staging,
+            "x".into(),
+            vec![JournalPath::new(data.clone(), true)],
+        );
         let x = crate::archive::Excludes::new(&["boot-resources"]).unwrap();
         assert_eq!(j.carry_excluded(&x, &state).unwrap(), 1);
         assert_eq!(
@@ -476,17 +494,11 @@ mod tests {
         let new = sibling(&data, "new");
         fs::create_dir_all(&new).unwrap();
         fs::write(new.join("regiond.conf"), "restored").unwrap();
-        let j = Journal {
-            phase: Phase::DatabasesSwapped,
-            source: "x".into(),
-            paths: vec![JournalPath {
-                path: data.clone(),
-                had_old: true,
-                carried: Vec::new(),
-            }],
-            services: Vec::new(),
-            pg_ctl: None,
-        };
+        let j = Journal::new(
+            Phase::DatabasesSwapped,
+            "x".into(),
+            vec![JournalPath::new(data.clone(), true)],
+        );
         // Killed between the two renames of the swap: the old data is aside, nothing in place.
         fs::rename(&data, sibling(&data, "old")).unwrap();
         j.roll_forward().unwrap();

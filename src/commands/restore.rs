@@ -229,20 +229,16 @@ fn restore_open(
         paths: targets.clone(),
         ..Default::default()
     };
-    let mut journal = Journal {
-        phase: Phase::Staging,
-        source: archive.display().to_string(),
-        paths: targets
+    let mut journal = Journal::new(
+        Phase::Staging,
+        archive.display().to_string(),
+        targets
             .iter()
-            .map(|r| JournalPath {
-                path: r.clone(),
-                had_old: fs::symlink_metadata(r).is_ok(),
-                carried: Vec::new(),
-            })
+            .map(|r| JournalPath::new(r.clone(), fs::symlink_metadata(r).is_ok()))
             .collect(),
-        services: options.services.clone(),
-        pg_ctl: pg_ctl.clone(),
-    };
+    );
+    journal.services = options.services.clone();
+    journal.pg_ctl = pg_ctl.clone();
     let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
     for r in &targets {
         if let Some(parent) = r.parent() {
