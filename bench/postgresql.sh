@@ -143,20 +143,36 @@ bench_time pg_dump sh -c 'PGPASSWORD=$(cat "$1") pg_dump -Fc -h 127.0.0.1 -p "$2
 S_pg_dump=$(stat -c %s "$out/pgbench.dump")
 
 # --- Physical: the whole cluster, with the WAL to make it consistent ------------------------
+# Both tools keep whole 16 MiB WAL segments, the first holding whatever was logged before the
+# backup began (a CREATE DATABASE adds megabytes). Each starts on a fresh segment, so neither
+# carries the other's or an earlier run's WAL.
+fresh_wal() { psql_pg -d postgres -c CHECKPOINT -c 'SELECT pg_switch_wal()' > /dev/null; }
+fresh_wal
 sync
 bench_time ours_physical "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=physical create-backup --format json
 S_ours_physical=$(stat -c %s "$(archive_of "$bench/stdout.ours_physical")")
+fresh_wal
 sync
-wal_before=$(du -sb "$repo/archive" | cut -f1)
+# Wait for the switched segment to be archived, so it is not counted as pgBackRest's.
+for _ in $(seq 50); do
+  [ "$(psql_pg -d postgres -At -c "SELECT last_archived_wal = pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver")" = t ] && break
+  sleep 0.2
+done
+find "$repo/archive" -type f -printf '%P\n' | sort > "$bench/wal.before"
 bench_time pgbackrest runuser -u postgres -- pgbackrest "--config=$bench/pgbackrest.conf" --stanza=bench backup --type=full
 label=$(pgbr info --output=json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backup"][-1]["label"])')
-# The backup's files plus the WAL archived while it ran.
-S_pgbackrest=$(( $(du -sb "$repo/backup/bench/$label" | cut -f1) + $(du -sb "$repo/archive" | cut -f1) - wal_before ))
+# The backup's files plus the WAL archived while it ran (counted by name: pgBackRest expires
+# older backups' WAL at the end of a backup, so the archive's total may even shrink).
+files_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+wal_new=$(find "$repo/archive" -type f -printf '%P\n' | sort | comm -13 "$bench/wal.before" - \
+  | (cd "$repo/archive" && xargs -r stat -c %s) | awk '{s += $1} END {print s + 0}')
+S_pgbackrest=$(( $(files_bytes "$repo/backup/bench/$label") + wal_new ))
 
 # --- The same with zstd (compression=zstd), against the same baselines -----------------------
 sync
 bench_time ours_logical_zstd "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=logical --config compression=zstd create-backup --format json
 S_ours_logical_zstd=$(stat -c %s "$(archive_of "$bench/stdout.ours_logical_zstd")")
+fresh_wal
 sync
 bench_time ours_physical_zstd "$agent" run --agent-dir "$bench/agent" --config postgresql-mode=physical --config compression=zstd create-backup --format json
 S_ours_physical_zstd=$(stat -c %s "$(archive_of "$bench/stdout.ours_physical_zstd")")
