@@ -233,9 +233,9 @@ pub fn is_root() -> bool {
 }
 
 /// Extracts the archive in `file`, whose first entry must be `manifest`, so that each
-/// manifest root `roots[i]` lands at `staging[i]` (which must not exist yet) and sources' own
-/// data files (under `.charm-backup/`, such as an etcd snapshot) are offered to `sink` and,
-/// if it does not take them, land under `side`. Every entry
+/// manifest root `roots[i]` lands at `staging[i]` (which must not exist yet, though its parent
+/// must) and sources' own data files (under `.charm-backup/`, such as an etcd snapshot) are
+/// offered to `sink` and, if it does not take them, land under `side`. Every entry
 /// is checked against the safety rules before it is written, and the whole file is hashed on
 /// the way, so this one pass is also the verification: on any error the caller discards the
 /// staging directories and the unit's data is untouched. Owners are restored when running as
