@@ -84,9 +84,9 @@ impl SmallFile {
     }
 }
 
-/// Copies an entry's content into `f` in whole blocks of `block`'s size: each write then fills
-/// whole pages, where small writes into a new file make the kernel zero most of every page
-/// before it is written.
+/// Copies an entry's content into `f` in whole blocks of `block`'s size: few large writes,
+/// each covering whole pages (the kernel zeroes whatever part of a new page a write leaves
+/// uncovered).
 fn copy_in_blocks(
     entry: &mut dyn io::Read,
     f: &mut File,
