@@ -391,18 +391,17 @@ fn restore_open(
     }
 
     progress.step("swapping the restored data in");
+    // Before the databases moved, a failed swap is undone; after, it is left to be finished.
+    let swap_failed = |journal: &Journal, e: Error, what: &str| match swap_phase {
+        Phase::DatabasesSwapped => databases_ahead(e),
+        _ => undo(journal, e, what),
+    };
     if let Err(e) = journal.advance(swap_phase, &options.state_dir) {
-        if swap_phase == Phase::DatabasesSwapped {
-            return Err(databases_ahead(e));
-        }
-        return Err(undo(&journal, e, "cannot record the swap"));
+        return Err(swap_failed(&journal, e, "cannot record the swap"));
     }
     for p in &journal.paths {
         if let Err(e) = Journal::swap_one(p) {
-            if swap_phase == Phase::DatabasesSwapped {
-                return Err(databases_ahead(e));
-            }
-            return Err(undo(&journal, e, "the swap failed and was undone"));
+            return Err(swap_failed(&journal, e, "the swap failed and was undone"));
         }
     }
     journal.advance(Phase::Swapped, &options.state_dir)?;
