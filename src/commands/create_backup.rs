@@ -152,14 +152,19 @@ impl OpenUploads {
             .map_err(|e| Error::io("cannot update the list of open uploads", &self.file, e))
     }
 
+    /// The record of an upload to `key` in `store`.
+    fn line(store: &dyn Store, key: &str) -> String {
+        format!("{}\t{key}", store.url(key))
+    }
+
     fn add(&self, store: &dyn Store, key: &str) -> Result<()> {
         let mut lines = self.lines();
-        lines.push(format!("{}\t{key}", store.url(key)));
+        lines.push(Self::line(store, key));
         self.save(&lines)
     }
 
     fn remove(&self, store: &dyn Store, key: &str) -> Result<()> {
-        let line = format!("{}\t{key}", store.url(key));
+        let line = Self::line(store, key);
         let lines: Vec<String> = self.lines().into_iter().filter(|l| *l != line).collect();
         self.save(&lines)
     }
