@@ -447,3 +447,53 @@ fn host_style_addressing_reaches_the_bucket_by_name() {
     .unwrap_or_else(|e| panic!("{}", e.message));
     assert_eq!(fs::read_to_string(data.join("a")).unwrap(), "host style");
 }
+
+#[test]
+fn parts_go_out_while_the_archive_is_still_being_written() {
+    use charm_backup::store::{PART_BYTES, S3Options, S3Store, Store};
+    use std::io::Write;
+    let weed = Weed::start();
+    let mut o = S3Options::default();
+    o.bucket = "backups".into();
+    o.endpoint = weed.endpoint.clone();
+    o.access_key = KEY.into();
+    o.secret_key = SECRET.into();
+    o.uri_style = "path".into();
+    let store = S3Store::open(&o).unwrap();
+    let mut w = store.create("backup/idle-writer/archive.bin").unwrap();
+    // Two whole parts, then the writer falls silent, as it does while the next part is being
+    // compressed: the two parts must reach the server meanwhile, not only when the writer
+    // comes back for room.
+    let data = random(2 * PART_BYTES);
+    w.write_all(&data).unwrap();
+    let uploads = "/buckets/backups/.uploads/";
+    let received = || -> usize {
+        let listing: serde_json::Value =
+            serde_json::from_str(&weed.filer_get(uploads)).unwrap_or_default();
+        let Some(upload) = listing["Entries"][0]["FullPath"].as_str() else {
+            return 0;
+        };
+        let parts: serde_json::Value =
+            serde_json::from_str(&weed.filer_get(&format!("{upload}/"))).unwrap_or_default();
+        parts["Entries"].as_array().map_or(0, |e| {
+            e.iter().filter_map(|p| p["FileSize"].as_u64()).sum::<u64>() as usize
+        })
+    };
+    let t = Instant::now();
+    while received() < data.len() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "only {} of the {} bytes written reached the server while the writer was idle",
+            received(),
+            data.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.commit().unwrap();
+    let stored = store.list("backup/idle-writer/").unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].size, data.len() as u64);
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut store.open(&stored[0].key).unwrap(), &mut back).unwrap();
+    assert!(back == data, "the object holds what was written");
+}

@@ -1,7 +1,8 @@
 //! The S3 store: any S3-compatible object store (AWS S3, Ceph RGW, MinIO, SeaweedFS) through
 //! `object_store`. The public API stays synchronous: the store keeps a small tokio runtime of
-//! its own. Uploads stream in multipart parts as the archive is produced; memory is bounded
-//! by part size × parts in flight.
+//! its own, whose one worker thread sends the requests. Uploads stream in multipart parts as
+//! the archive is produced, each part going out while the next is compressed; memory is
+//! bounded by part size × parts in flight.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -222,7 +223,13 @@ impl S3Store {
         let s3 = b
             .build()
             .map_err(|e| Error::invalid("the S3 settings are not usable").with_source(e))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Requests run on a worker thread of the runtime's own, so parts go out while the
+        // archive goes on being compressed. (On a current-thread runtime they would make
+        // progress only while the writer waits for room, adding each part's upload time to
+        // the backup's.)
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("s3-client")
             .enable_all()
             .build()
             .map_err(|e| {
