@@ -222,6 +222,21 @@ fn hooks_set_status_from_config_and_relation_data() {
         "{}",
         text(&out.stdout)
     );
+    let out = a.cmd(&[
+        "hook",
+        "config-changed",
+        "--config",
+        "compression=gzip",
+        "--config",
+        "compression-threads=-1",
+    ]);
+    assert!(
+        text(&out.stdout).contains(
+            "blocked  compression-threads is -1: set it to 0 (one per core) or a number of threads"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
     let status = a.cmd(&["status"]);
     assert!(
         text(&status.stdout).contains("blocked"),

@@ -61,6 +61,9 @@ pub struct ArchiveOptions {
     pub compression: Compression,
     /// How hard gzip works (ignored for zstd).
     pub gzip_effort: GzipEffort,
+    /// Compression threads; 0 (the default): one per core the process may use. With one,
+    /// gzip is a single plain stream.
+    pub threads: usize,
 }
 
 impl ArchiveOptions {
@@ -148,8 +151,8 @@ impl GzipEffort {
 }
 
 impl<W: Write + Send + 'static> Encoder<W> {
-    fn new(inner: W, c: Compression, effort: GzipEffort) -> io::Result<Self> {
-        let threads = cores();
+    fn new(inner: W, c: Compression, effort: GzipEffort, threads: usize) -> io::Result<Self> {
+        let threads = if threads == 0 { cores() } else { threads };
         Ok(match c {
             Compression::Gzip if threads > 1 => Encoder::ParGzip(
                 gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
@@ -343,6 +346,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             HashingWriter::new(out),
             options.compression,
             options.gzip_effort,
+            options.threads,
         )
         .map_err(write_err)?;
         let mut tar = tar::Builder::new(enc);
@@ -731,5 +735,57 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         stats.sha256 = sha256;
         stats.bytes_written = bytes;
         Ok((out, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Read;
+
+    /// The archive of one 3 MiB entry written with `threads`, and the tar inside it.
+    fn archive(threads: usize) -> (Vec<u8>, Vec<u8>) {
+        let data: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let options = ArchiveOptions {
+            threads,
+            ..ArchiveOptions::default()
+        };
+        let mut w = ArchiveWriter::create(Vec::new(), &Manifest::default(), &options).unwrap();
+        w.append_stream("data.bin", data.len() as u64, 0o600, &mut data.as_slice())
+            .unwrap();
+        let (gz, _) = w.finish().unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        (gz, tar)
+    }
+
+    /// Empty stored blocks, which end each independently compressed block of parallel gzip
+    /// (a sync flush) and which one plain stream has none of.
+    fn sync_flushes(gz: &[u8]) -> usize {
+        gz.windows(4).filter(|w| *w == [0, 0, 0xff, 0xff]).count()
+    }
+
+    #[test]
+    fn compression_threads_choose_plain_or_parallel_gzip() {
+        let (one, tar_one) = archive(1);
+        assert_eq!(sync_flushes(&one), 0, "one thread: one plain gzip stream");
+        let (two, tar) = archive(2);
+        assert!(
+            sync_flushes(&two) >= 2,
+            "two threads: 3 MiB in independent 1 MiB blocks"
+        );
+        assert_eq!(tar.len(), tar_one.len());
+        let mut entries = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = entries
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names.last().map(String::as_str), Some("data.bin"));
     }
 }

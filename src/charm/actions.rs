@@ -31,6 +31,7 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     let mut o = SnapshotOptions::new(config.paths());
     o.exclude = config.exclude();
     o.compression = config.compression()?;
+    o.compression_threads = config.compression_threads()?;
     o.unit = ctx.juju().workload_unit().to_string();
     o.etcd = config.etcd();
     o.scratch_dir = state_dir(ctx);

@@ -30,6 +30,9 @@ pub struct CharmConfig {
     /// `gzip` or `zstd`.
     #[serde(default = "default_compression")]
     pub compression: String,
+    /// Compression threads (0: one per core).
+    #[serde(default)]
+    pub compression_threads: i64,
     /// etcd client URL (etcd mode when set).
     #[serde(default)]
     pub etcd_endpoint: String,
@@ -123,6 +126,19 @@ impl CharmConfig {
         self.compression.parse()
     }
 
+    /// The compression threads (0: one per core the unit may use).
+    ///
+    /// # Errors
+    /// When the option is negative.
+    pub fn compression_threads(&self) -> Result<usize> {
+        usize::try_from(self.compression_threads).map_err(|_| {
+            Error::invalid(format!(
+                "compression-threads is {}: set it to 0 (one per core) or a number of threads",
+                self.compression_threads
+            ))
+        })
+    }
+
     /// etcd mode's snapshot settings, when `etcd-endpoint` is set.
     pub fn etcd(&self) -> Option<EtcdOptions> {
         if self.etcd_endpoint.is_empty() {
@@ -213,6 +229,9 @@ impl CharmConfig {
     pub fn problem(&self) -> Option<Status> {
         if let Err(e) = self.compression() {
             return Some(Status::Blocked(format!("compression: {e}")));
+        }
+        if let Err(e) = self.compression_threads() {
+            return Some(Status::Blocked(e.to_string()));
         }
         if !PathBuf::from(&self.local_store).is_absolute() {
             return Some(Status::Blocked(format!(

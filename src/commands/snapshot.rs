@@ -23,6 +23,8 @@ pub struct SnapshotOptions {
     pub exclude: Vec<String>,
     /// Compression.
     pub compression: Compression,
+    /// Compression threads (0: one per core the process may use).
+    pub compression_threads: usize,
     /// Who the snapshot is for (a Juju unit name, or any label); recorded in the manifest.
     pub unit: String,
     /// Also take a consistent snapshot of this etcd member.
@@ -197,6 +199,7 @@ fn write_with<W: std::io::Write + Send + 'static>(
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
     let mut archive_options = ArchiveOptions::with_compression(options.compression);
+    archive_options.threads = options.compression_threads;
     if matches!(&pg, Some((p, _)) if p.options().mode == PgMode::Physical) {
         // Database pages: zlib-rs's default level is 7.5% larger there than zlib's.
         archive_options.gzip_effort = GzipEffort::Dense;
