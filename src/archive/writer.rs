@@ -61,7 +61,8 @@ pub struct ArchiveOptions {
     pub compression: Compression,
     /// How hard gzip works (ignored for zstd).
     pub gzip_effort: GzipEffort,
-    /// Compression threads; 0 (the default): one per core the process may use. With one,
+    /// Compression threads; 0 (the default): one per core the process may use (a CPU quota
+    /// counts). At most one per CPU it may run on: a quota of 1.5 cores may have 2. With one,
     /// gzip is a single plain stream.
     pub threads: usize,
 }
@@ -98,6 +99,20 @@ pub struct ArchiveStats {
 /// The cores worth using for compression.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The CPUs this process may run on, whatever share of them a CPU quota allows: more
+/// compression threads than that only add blocks held in memory.
+fn cpus() -> usize {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_or_else(
+        |_| cores(),
+        |set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count()
+                .max(1)
+        },
+    )
 }
 
 /// The compressor: gzip on one core, gzip in independent 128 KiB blocks on several cores (still
@@ -152,7 +167,11 @@ impl GzipEffort {
 
 impl<W: Write + Send + 'static> Encoder<W> {
     fn new(inner: W, c: Compression, effort: GzipEffort, threads: usize) -> io::Result<Self> {
-        let threads = if threads == 0 { cores() } else { threads };
+        let threads = if threads == 0 {
+            cores()
+        } else {
+            threads.min(cpus())
+        };
         Ok(match c {
             Compression::Gzip if threads > 1 => Encoder::ParGzip(
                 gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
@@ -780,6 +799,12 @@ mod tests {
             "two threads: 3 MiB in independent 1 MiB blocks"
         );
         assert_eq!(tar.len(), tar_one.len());
+        // More threads than CPUs: as many as there are CPUs.
+        assert_eq!(archive(10_000).1.len(), tar.len());
+        assert!(
+            cpus() >= cores(),
+            "a quota never gives more cores than CPUs"
+        );
         let mut entries = tar::Archive::new(tar.as_slice());
         let names: Vec<String> = entries
             .entries()
