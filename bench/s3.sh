@@ -8,9 +8,11 @@
 # Targets (create-backup issue): to S3 <= 1.2x the time to the local store; peak memory
 # <= 64 MiB + part size x parts in flight; list-backups over 5,000 backups <= 2 s.
 #
-# The local and S3 runs are made twice: with the server on the same cores as the backup, and
-# with the server on a core of its own (taskset) and the backup on the other, as a unit and a
-# remote S3 server are. The first pair's ratio counts the server's own CPU as ours.
+# The local and S3 runs are made three ways, 3 interleaved rounds each: with the server on the
+# same cores as the backup; with the server on a core of its own (taskset) and the backup on
+# the other, as a unit and a remote S3 server are; and, as root with cgroup v1, with CPU quotas
+# of 1.5 cores for the backup (compression-threads=2) and 0.5 for the server. The first way's
+# ratio counts the server's own CPU as ours; the target is judged on the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -154,7 +156,6 @@ if quota:
     line("charm-backup to the local store, 2 threads on 1.5 cores", "localq")
     msq = max(run[1] for run in runs("s3q"))
     line("charm-backup to S3, 2 threads on 1.5 cores, server on 0.5", "s3q", msq)
-    ms = max(ms, msq)
 print(f"{'tar czf + sha256sum + boto3 upload_file':56} {tg:8.2f}")
 print(f"{'list-backups over %d backups in S3' % n:56} {tlist:8.2f}")
 print()
@@ -166,7 +167,7 @@ if quota:
     row("  the same with 2 threads, CPU quotas", f"{tsq/tlq:.2f}x", "<= 1.2x", tsq/tlq <= 1.2)
 print(f"{'to S3 relative to the local store, server on our cores':56} {ts/tl:>8.2f}x   (the server's own CPU: {server:.1f} s)")
 row("to S3 speed-up over tar + sha256sum + boto3", f"{tg/ts:.2f}x", "(faster)", tg > ts)
-ms = max(ms, ms1)
-row("peak memory to S3 (agent and action), any run", f"{ms/1024:.1f} MiB", f"<= {limit} MiB", ms/1024 <= limit)
+peak = max(ms, ms1, msq if quota else 0)
+row("peak memory to S3 (agent and action), any run", f"{peak/1024:.1f} MiB", f"<= {limit} MiB", peak/1024 <= limit)
 row("list-backups over 5,000 backups", f"{tlist:.2f} s", "<= 2 s", tlist <= 2 and n == 5000)
 PY
