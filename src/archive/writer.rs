@@ -115,8 +115,9 @@ fn cpus() -> usize {
     )
 }
 
-/// The compressor: gzip on one core, gzip in independent 128 KiB blocks on several cores (still
-/// one valid gzip stream, as pigz writes it), or zstd with its own worker threads.
+/// The compressor: gzip on one thread, gzip in independent blocks (1 or 4 MiB, by
+/// [`GzipEffort`]) on several (still one valid gzip stream, as pigz writes it), or zstd with its
+/// own worker threads.
 enum Encoder<W: Write + Send + 'static> {
     Gzip(flate2::write::GzEncoder<W>),
     ParGzip(gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>),
