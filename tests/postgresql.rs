@@ -228,7 +228,10 @@ fn logical_and_physical_backups_to_the_local_store_come_back_row_for_row() {
         out.logs
     );
     let out = round_trip(&h, &c, &tmp.path().join("saved"));
-    assert_eq!(out.results["restore"]["databases"], "app bench postgres");
+    assert_eq!(
+        out.results["restore"]["databases"],
+        "app bench postgres template1"
+    );
     // bench and postgres existed when the restore ran: they were kept under other names.
     let kept = out.results["restore"]["kept-databases"].as_str().unwrap();
     assert!(kept.contains("bench_before_restore_"), "{kept}");

@@ -16,6 +16,7 @@ use crate::commands::restore::{RestoreOptions, restore};
 use crate::commands::snapshot::{SnapshotOptions, snapshot, snapshot_file_name};
 use crate::error::{Error, ErrorKind};
 use crate::juju::{Action, BoxError, Context};
+use crate::source::postgres::LogicalRestoreOptions;
 use crate::store::{LocalStore, S3Store, Store};
 
 /// Where the unit keeps its lock (beside the charm directory, in the unit agent's directory).
@@ -164,6 +165,9 @@ pub struct RestoreParams {
     /// End other sessions on the databases a logical restore replaces.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// Give existing roles their backed-up passwords and attributes.
+    #[serde(default)]
+    pub restore_roles: bool,
 }
 
 /// `restore` results.
@@ -263,7 +267,10 @@ impl Action for Restore {
             },
             etcd: config.etcd_restore(),
             postgresql: config.postgresql(ctx)?,
-            terminate_sessions: p.terminate_sessions,
+            logical: LogicalRestoreOptions {
+                terminate_sessions: p.terminate_sessions,
+                restore_roles: p.restore_roles,
+            },
         };
         let progress = ActionProgress::new(ctx);
         let stats = restore(&source, &options, &progress)?;

@@ -67,7 +67,8 @@ pub struct CharmConfig {
     /// `logical` or `physical`.
     #[serde(default = "default_pg_mode")]
     pub postgresql_mode: String,
-    /// Space-separated databases for logical backups (empty: all).
+    /// Space-separated databases for logical backups (empty: all); a name with spaces is
+    /// written in double quotes (`"my db"`, a quote inside doubled).
     #[serde(default)]
     pub postgresql_databases: String,
     /// Directory of pg_dump and the other client tools.
@@ -92,6 +93,54 @@ fn default_compression() -> String {
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
+}
+
+/// Space-separated names, a name with spaces in double quotes (`"my db" app`, `""` for a
+/// quote inside one), as SQL writes identifiers.
+fn quoted_words(s: &str, option: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else {
+            return Ok(out);
+        };
+        let mut word = String::new();
+        if first == '"' {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "{option} has a name with no closing double quote: {s:?}"
+                        )));
+                    }
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        word.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => word.push(c),
+                }
+            }
+            if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                return Err(Error::invalid(format!(
+                    "{option}: put a space after each quoted name: {s:?}"
+                )));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
 }
 
 impl CharmConfig {
@@ -176,7 +225,7 @@ impl CharmConfig {
         let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
         let mut o = PgOptions::new(self.postgresql_uri.trim());
         o.mode = self.postgresql_mode.parse()?;
-        o.databases = words(&self.postgresql_databases);
+        o.databases = quoted_words(&self.postgresql_databases, "postgresql-databases")?;
         o.bin_dir = path(&self.postgresql_bin_dir);
         o.data_dir = path(&self.postgresql_data_dir);
         if !self.postgresql_password_file.is_empty() && !self.postgresql_password_secret.is_empty()
@@ -267,5 +316,21 @@ impl CharmConfig {
             });
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_may_be_quoted() {
+        let n = |s: &str| quoted_words(s, "postgresql-databases");
+        assert_eq!(n("  app  maasdb ").unwrap(), ["app", "maasdb"]);
+        assert_eq!(n("\"my db\" app").unwrap(), ["my db", "app"]);
+        assert_eq!(n("\"say \"\"hi\"\"\"").unwrap(), ["say \"hi\""]);
+        assert_eq!(n("").unwrap(), Vec::<String>::new());
+        assert!(n("\"open").unwrap_err().to_string().contains("closing"));
+        assert!(n("\"a\"b").is_err());
     }
 }

@@ -20,7 +20,9 @@ use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdRestoreOptions};
-use crate::source::postgres::{self, Current, LogicalRestore, PgCtl, Postgres};
+use crate::source::postgres::{
+    self, Current, LogicalRestore, LogicalRestoreOptions, PgCtl, Postgres,
+};
 use crate::source::process::run;
 
 /// How to restore.
@@ -49,8 +51,8 @@ pub struct RestoreOptions {
     pub etcd: Option<EtcdRestoreOptions>,
     /// The PostgreSQL server to restore a database backup onto.
     pub postgresql: Option<Postgres>,
-    /// End other sessions on databases a logical restore replaces (else refuse).
-    pub terminate_sessions: bool,
+    /// How a logical PostgreSQL restore treats sessions and existing roles.
+    pub logical: LogicalRestoreOptions,
 }
 
 /// What a restore did.
@@ -189,7 +191,7 @@ fn restore_open(
                 pg,
                 &info,
                 source,
-                options.terminate_sessions,
+                options.logical,
                 progress,
             )?);
         }
@@ -379,10 +381,7 @@ fn restore_open(
         progress.step("putting the restored databases in place");
         stats.databases = l.databases();
         stats.warnings = l.warnings().to_vec();
-        match l.swap(
-            options.terminate_sessions,
-            options.save_existing_to.is_some(),
-        ) {
+        match l.swap(options.save_existing_to.is_some()) {
             Ok(kept) => stats.kept_databases = kept,
             Err(e) => return Err(undo(&journal, e, "the databases could not be swapped")),
         }

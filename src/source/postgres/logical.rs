@@ -1,16 +1,21 @@
 //! Logical backups: roles, then one `pg_dump` per database, streamed into the archive; and
 //! their restore, each database loaded under a temporary name and renamed into place.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use super::catalog::{self, DatabaseProperties, RESTORING_MARK, Roles};
+use super::statement::Stmt;
 use super::*;
 use crate::archive::{ArchiveWriter, SideSink};
 use crate::source::process::Piped;
 
 impl Postgres {
-    /// Writes a logical backup into `w`: roles, then one dump per database, each streamed.
+    /// Writes a logical backup into `w`: the roles its databases need, then per database its
+    /// properties and its dump, each streamed. `globals.sql` (`pg_dumpall --globals-only`) is
+    /// kept beside them for restores by hand; our restores never replay it.
     ///
     /// # Errors
     /// When a tool fails (its stderr is in the message) or the archive cannot be written.
@@ -21,7 +26,22 @@ impl Postgres {
         progress: &dyn Progress,
     ) -> Result<BTreeMap<String, String>> {
         let major = info.major();
-        progress.step("dumping roles and tablespaces (pg_dumpall --globals-only)");
+        let dbs = self.databases_to_dump(info)?;
+        let names: Vec<String> = dbs.iter().map(|d| d.name.clone()).collect();
+        let mut c = self.connect()?;
+        progress.step("recording the roles the databases need");
+        let roles = catalog::roles(
+            &mut c,
+            (!self.options.databases.is_empty()).then_some(names.as_slice()),
+        )?;
+        if !roles.passwords {
+            progress.warn(
+                "this role may not read password hashes (pg_authid): roles a restore has to create will have no password",
+            );
+        }
+        append_json(w, "roles.json", &roles)?;
+        progress
+            .step("dumping roles and tablespaces for restores by hand (pg_dumpall --globals-only)");
         let globals = run(
             self.tool("pg_dumpall", major).arg("--globals-only"),
             "dump roles and tablespaces",
@@ -33,25 +53,17 @@ impl Postgres {
             &mut globals.as_slice(),
         )?;
         let mut details = BTreeMap::new();
-        for (i, db) in self.databases_to_dump(info)?.iter().enumerate() {
+        for (i, db) in dbs.iter().enumerate() {
             progress.step(&format!(
                 "dumping database {} ({} on disk)",
                 db.name,
                 human(db.size)
             ));
-            // What pg_dump keeps only with --create: the database's comment, settings
-            // (ALTER DATABASE / ALTER ROLE IN DATABASE ... SET), connection limit and grants.
-            let properties = run(
-                self.tool("pg_dump", major)
-                    .args(["--create", "--schema-only", "--exclude-schema=*"])
-                    .env("PGDATABASE", &db.name),
-                &format!("dump the properties of database {}", db.name),
-            )?;
-            w.append_stream(
-                &format!(".charm-backup/{SIDE}/db/{}", properties_file(i, &db.name)),
-                properties.len() as u64,
-                0o600,
-                &mut properties.as_slice(),
+            let properties = catalog::database_properties(&mut c, &db.name)?;
+            append_json(
+                w,
+                &format!("db/{}", properties_file(i, &db.name)),
+                &properties,
             )?;
             let mut p = Piped::reading(
                 self.tool("pg_dump", major)
@@ -84,10 +96,26 @@ impl Postgres {
     }
 }
 
-/// The archive file name of database number `i`'s properties (pg_dump's `--create` part):
-/// `001-name.database.sql`.
+/// Writes `value` as JSON to `.charm-backup/postgresql/<name>`, readable by root only.
+fn append_json<W: Write + Send + 'static, T: serde::Serialize>(
+    w: &mut ArchiveWriter<W>,
+    name: &str,
+    value: &T,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| {
+        Error::new(ErrorKind::Other, "cannot write the role records").with_source(e)
+    })?;
+    w.append_stream(
+        &format!(".charm-backup/{SIDE}/{name}"),
+        json.len() as u64,
+        0o600,
+        &mut json.as_slice(),
+    )
+}
+
+/// The archive file name of database number `i`'s properties: `001-name.properties.json`.
 fn properties_file(i: usize, name: &str) -> String {
-    format!("{}.database.sql", file_stem(i, name))
+    format!("{}.properties.json", file_stem(i, name))
 }
 
 /// The archive file name of database number `i`'s dump: `001-name.dump`.
@@ -112,29 +140,47 @@ fn file_stem(i: usize, name: &str) -> String {
     format!("{:03}-{clean}", i + 1)
 }
 
-/// The statements of a `pg_dump --create --schema-only` script that set a database's
-/// properties once it exists under its name: without `CREATE DATABASE` (the database is
-/// created under a temporary name and renamed) and without psql's backslash commands.
-fn property_statements(script: &str) -> String {
-    script
-        .lines()
-        .filter(|l| !l.starts_with('\\') && !l.starts_with("CREATE DATABASE "))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Whether `name` is one of the names [`LogicalRestore`] gives the databases it loads:
+/// `charm_backup_restoring_<pid>_<n>` or `charm_backup_restoring_<pid>_m`.
+fn is_temp_name(name: &str) -> bool {
+    let Some((pid, n)) = name
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(pid) && (digits(n) || n == "m")
 }
 
-/// A logical restore in progress: fed the archive's dump entries as they stream past, it
-/// replays the roles and loads each database into a fresh database with a temporary name;
-/// [`LogicalRestore::swap`] then renames them into place in one transaction.
+/// How a logical restore treats what is on the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogicalRestoreOptions {
+    /// End other sessions on the databases being replaced (else refuse).
+    pub terminate_sessions: bool,
+    /// Give existing roles their backed-up password, attributes and memberships (else only
+    /// missing roles are created). The role the restore connects as is never changed.
+    pub restore_roles: bool,
+}
+
+/// A logical restore in progress: fed the archive's entries as they stream past, it creates
+/// the missing roles and loads each database into a fresh, marked database with a temporary
+/// name; [`LogicalRestore::swap`] then renames them into place in one transaction.
 pub struct LogicalRestore<'a> {
     pg: &'a Postgres,
     major: u32,
+    options: LogicalRestoreOptions,
     databases: Vec<Database>,
     /// `(database, temporary name)` of the databases loaded so far.
     loaded: Vec<(String, String)>,
     current: Option<(usize, Piped)>,
-    /// Per database (by index), the statements that restore its properties.
-    properties: Vec<Option<String>>,
+    /// Per database (by index), what restores its properties.
+    properties: Vec<Option<DatabaseProperties>>,
+    /// The backup's roles, once read.
+    roles: Option<Roles>,
+    /// Roles this restore created (dropped again if it fails).
+    created_roles: Vec<String>,
     warnings: Vec<String>,
     progress: &'a dyn Progress,
 }
@@ -142,7 +188,8 @@ pub struct LogicalRestore<'a> {
 impl<'a> LogicalRestore<'a> {
     /// Prepares a restore of the logical backup `backup` onto the server `info` describes:
     /// checks versions and that no database to be replaced has other sessions (unless
-    /// `terminate_sessions`), and drops databases a killed restore left behind.
+    /// `terminate_sessions`), and drops the databases a killed restore left behind (by their
+    /// exact names and our mark on them, nothing else).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the versions differ or clients are connected.
@@ -150,7 +197,7 @@ impl<'a> LogicalRestore<'a> {
         pg: &'a Postgres,
         info: &ServerInfo,
         backup: &SourceInfo,
-        terminate_sessions: bool,
+        options: LogicalRestoreOptions,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
         pg.check_compatible(
@@ -171,39 +218,50 @@ impl<'a> LogicalRestore<'a> {
                 collate: k("collate").unwrap_or_default(),
                 ctype: k("ctype").unwrap_or_default(),
                 size: k("size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                ..Default::default()
             });
         }
-        if !terminate_sessions {
+        if !options.terminate_sessions {
             check_sessions(info, &databases)?;
         }
         let mut c = pg.connect()?;
-        for r in rows(
-            &mut c,
-            &format!(
-                "SELECT datname FROM pg_database WHERE datname LIKE {}",
-                literal(&format!("{TEMP_PREFIX}%"))
-            ),
-        )? {
-            let name = col(&r, 0);
+        let left: Vec<String> = c
+            .query(
+                "SELECT d.datname::text FROM pg_database d JOIN pg_db_role_setting s \
+                 ON s.setdatabase = d.oid AND s.setrole = 0 \
+                 WHERE EXISTS (SELECT 1 FROM unnest(s.setconfig) e WHERE split_part(e, '=', 1) = $1)",
+                &[&RESTORING_MARK],
+            )
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::SourceFailed,
+                    format!("PostgreSQL refused to list databases: {}", pg_error(&e)),
+                )
+            })?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|n| is_temp_name(n))
+            .collect();
+        for name in left {
             progress.step(&format!("dropping {name}, left by an interrupted restore"));
-            exec(
-                &mut c,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&name)),
-            )?;
+            drop_database(&mut c, &name)?;
         }
         Ok(LogicalRestore {
             pg,
             major: info.major(),
+            options,
             loaded: Vec::new(),
             current: None,
             properties: vec![None; databases.len()],
             databases,
+            roles: None,
+            created_roles: Vec::new(),
             warnings: Vec::new(),
             progress,
         })
     }
 
-    /// Non-fatal problems met while replaying roles.
+    /// Non-fatal problems met on the way.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -211,6 +269,11 @@ impl<'a> LogicalRestore<'a> {
     /// The databases the backup holds.
     pub fn databases(&self) -> Vec<String> {
         self.databases.iter().map(|d| d.name.clone()).collect()
+    }
+
+    fn warn(&mut self, msg: String) {
+        self.progress.warn(&msg);
+        self.warnings.push(msg);
     }
 
     fn finish_current(&mut self) -> Result<()> {
@@ -228,31 +291,57 @@ impl<'a> LogicalRestore<'a> {
         Ok(())
     }
 
-    fn apply_globals(&mut self, data: &mut dyn Read) -> Result<()> {
-        self.progress.step("restoring roles and tablespaces");
-        let mut p = Piped::writing(
-            self.pg
-                .tool("psql", self.major)
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]),
-            "restore roles",
-        )?;
-        if let Some(mut stdin) = p.stdin.take() {
-            io::copy(data, &mut stdin).map_err(|e| {
-                Error::new(ErrorKind::SourceFailed, "cannot feed the roles to psql").with_source(e)
-            })?;
-        }
-        let stderr = p.finish()?;
-        for line in stderr.lines().filter(|l| l.contains("ERROR:")) {
-            if !line.contains("already exists") {
-                let msg = format!("restoring roles: {}", line.trim());
-                self.progress.warn(&msg);
-                self.warnings.push(msg);
+    /// Creates the roles the backup's databases need and the server lacks.
+    fn create_roles(&mut self, roles: Roles) -> Result<()> {
+        self.progress
+            .step("creating the roles the databases need that are missing");
+        let mut c = self.pg.connect()?;
+        let existing: BTreeSet<String> = c
+            .query("SELECT rolname::text FROM pg_roles", &[])
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::SourceFailed,
+                    format!("PostgreSQL refused to list roles: {}", pg_error(&e)),
+                )
+            })?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut tx = c.transaction().map_err(|e| {
+            Error::new(
+                ErrorKind::SourceFailed,
+                format!("cannot start a transaction: {}", pg_error(&e)),
+            )
+        })?;
+        let created = apply::create_missing_roles(&mut tx, &roles, &existing)?;
+        tx.commit().map_err(|e| {
+            Error::new(
+                ErrorKind::SourceFailed,
+                format!("cannot create the roles: {}", pg_error(&e)),
+            )
+        })?;
+        if !created.is_empty() {
+            self.progress
+                .step(&format!("created role(s) {}", created.join(" ")));
+            if !roles.passwords {
+                self.warn(format!(
+                    "the backup holds no password hashes: set the passwords of {} by hand",
+                    created.join(" ")
+                ));
             }
         }
+        self.created_roles = created;
+        self.roles = Some(roles);
         Ok(())
     }
 
     fn start_database(&mut self, i: usize) -> Result<()> {
+        if self.roles.is_none() && self.loaded.is_empty() {
+            self.warn(
+                "this backup predates role records: no roles were created (globals.sql in the archive holds them, to replay by hand)"
+                    .into(),
+            );
+        }
         let db = &self.databases[i];
         let temp = format!("{TEMP_PREFIX}{}_{i}", std::process::id());
         self.progress.step(&format!(
@@ -260,22 +349,31 @@ impl<'a> LogicalRestore<'a> {
             db.name,
             human(db.size)
         ));
-        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", ident(&temp));
+        let mut create = Stmt::new("CREATE DATABASE ")
+            .ident(&temp)
+            .sql(" TEMPLATE template0");
         if !db.owner.is_empty() {
-            sql += &format!(" OWNER {}", ident(&db.owner));
+            create = create.sql(" OWNER ").ident(&db.owner);
         }
         if !db.encoding.is_empty() {
-            sql += &format!(" ENCODING {}", literal(&db.encoding));
+            create = create.sql(" ENCODING ").literal(&db.encoding);
         }
         if !db.collate.is_empty() {
-            sql += &format!(" LC_COLLATE {}", literal(&db.collate));
+            create = create.sql(" LC_COLLATE ").literal(&db.collate);
         }
         if !db.ctype.is_empty() {
-            sql += &format!(" LC_CTYPE {}", literal(&db.ctype));
+            create = create.sql(" LC_CTYPE ").literal(&db.ctype);
+        }
+        if let Some(t) = self.properties[i]
+            .as_ref()
+            .and_then(|p| p.tablespace.as_ref())
+        {
+            create = create.sql(" TABLESPACE ").ident(t);
         }
         let mut c = self.pg.connect()?;
-        exec(&mut c, &sql)?;
+        create.run(&mut c)?;
         self.loaded.push((db.name.clone(), temp.clone()));
+        mark_restoring(&mut c, &temp)?;
         let p = Piped::writing(
             self.pg
                 .tool("pg_restore", self.major)
@@ -296,123 +394,189 @@ impl<'a> LogicalRestore<'a> {
         self.finish_current()
     }
 
-    /// Puts the loaded databases in place of the old ones, all in one transaction. Other
+    /// A session on a database this restore does not rename: the one configured, else
+    /// `postgres` or `template1`, else a marked maintenance database made for the purpose.
+    fn maintenance(&self) -> Result<(postgres::Client, Option<String>)> {
+        let busy = |d: &str| self.loaded.iter().any(|(db, _)| db == d);
+        let own = self.pg.config.get_dbname().unwrap_or("postgres");
+        for d in [own, "postgres", "template1"] {
+            if !busy(d)
+                && let Ok(c) = self.pg.connect_to(d)
+            {
+                return Ok((c, None));
+            }
+        }
+        let name = format!("{TEMP_PREFIX}{}_m", std::process::id());
+        let mut c = self.pg.connect()?;
+        Stmt::new("CREATE DATABASE ")
+            .ident(&name)
+            .sql(" TEMPLATE template0")
+            .run(&mut c)?;
+        mark_restoring(&mut c, &name)?;
+        drop(c);
+        Ok((self.pg.connect_to(&name)?, Some(name)))
+    }
+
+    /// Puts the loaded databases in place of the old ones, with their properties, all in one
+    /// transaction (and, with `restore_roles`, the roles' backed-up attributes). Other
     /// sessions on them are ended when `terminate_sessions`, else refused. The old databases
     /// are kept under `<name>_before_restore_<time>` when `keep_old` (returned), else dropped.
     ///
     /// # Errors
-    /// When another session holds a database or a rename fails; nothing is renamed then.
-    pub fn swap(&mut self, terminate_sessions: bool, keep_old: bool) -> Result<Vec<String>> {
+    /// When another session holds a database or a statement fails; nothing changes then.
+    pub fn swap(&mut self, keep_old: bool) -> Result<Vec<String>> {
         self.finish_current()?;
         let stamp = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
-        // A database cannot be renamed from a session on it.
-        let own = self.pg.config.get_dbname().unwrap_or("postgres");
-        let mut c = if self.loaded.iter().any(|(d, _)| d == own) {
-            self.pg.connect_to("template1")?
-        } else {
-            self.pg.connect()?
-        };
+        let (mut c, maintenance) = self.maintenance()?;
+        let names: Vec<String> = self.loaded.iter().map(|(d, _)| d.clone()).collect();
         let mut kept = Vec::new();
         for attempt in 0.. {
-            kept.clear();
-            let names: Vec<String> = self.loaded.iter().map(|(d, _)| literal(d)).collect();
-            if terminate_sessions && !names.is_empty() {
-                rows(
-                    &mut c,
-                    &format!(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                         WHERE datname IN ({}) AND pid <> pg_backend_pid()",
-                        names.join(",")
-                    ),
-                )?;
+            if self.options.terminate_sessions && !names.is_empty() {
+                c.query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()",
+                    &[&names],
+                )
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::SourceFailed,
+                        format!("cannot end the other sessions: {}", pg_error(&e)),
+                    )
+                })?;
             }
-            let mut sql = String::from("BEGIN;");
-            for (db, temp) in &self.loaded {
-                let exists = !rows(
-                    &mut c,
-                    &format!("SELECT 1 FROM pg_database WHERE datname = {}", literal(db)),
-                )?
-                .is_empty();
-                if exists {
-                    let mut base: String = db.clone();
-                    while base.len() + "_before_restore_".len() + stamp.len() > 63 {
-                        base.pop();
-                    }
-                    let old = format!("{base}_before_restore_{stamp}");
-                    sql += &format!("ALTER DATABASE {} RENAME TO {};", ident(db), ident(&old));
-                    kept.push(old);
+            match self.swap_once(&mut c, &stamp) {
+                Ok(k) => {
+                    kept = k;
+                    break;
                 }
-                sql += &format!("ALTER DATABASE {} RENAME TO {};", ident(temp), ident(db));
-                if let Some(props) = self
-                    .databases
-                    .iter()
-                    .position(|d| &d.name == db)
-                    .and_then(|i| self.properties[i].as_deref())
-                {
-                    sql += props;
-                    sql += "\n;";
-                }
-            }
-            sql += "COMMIT;";
-            match c.batch_execute(&sql) {
-                Ok(()) => break,
-                Err(e) => {
-                    let _ = c.batch_execute("ROLLBACK");
-                    let busy = e
-                        .as_db_error()
-                        .is_some_and(|d| d.code() == &postgres::error::SqlState::OBJECT_IN_USE);
-                    if busy && terminate_sessions && attempt < 10 {
+                Err(e) if e.kind() == ErrorKind::Busy => {
+                    if self.options.terminate_sessions && attempt < 10 {
                         std::thread::sleep(Duration::from_millis(200));
                         continue;
                     }
-                    return Err(Error::new(
-                        if busy {
-                            ErrorKind::InvalidInput
+                    return Err(Error::invalid(format!(
+                        "cannot put the restored databases in place: {e}{}",
+                        if self.options.terminate_sessions {
+                            ""
                         } else {
-                            ErrorKind::SourceFailed
-                        },
-                        format!(
-                            "cannot put the restored databases in place: {}{}",
-                            pg_error(&e),
-                            if busy && !terminate_sessions {
-                                ": stop the clients, or run restore with terminate-sessions=true to end their sessions"
-                            } else {
-                                ""
-                            }
-                        ),
+                            ": stop the clients, or run restore with terminate-sessions=true to end their sessions"
+                        }
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        e.kind(),
+                        format!("cannot put the restored databases in place: {e}"),
                     ));
                 }
             }
         }
         self.loaded.clear();
+        self.created_roles.clear();
+        drop(c);
+        let mut c = self.pg.connect()?;
+        if let Some(m) = maintenance {
+            drop_database(&mut c, &m)?;
+        }
         if !keep_old {
             for old in kept.drain(..) {
-                exec(
-                    &mut c,
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&old)),
-                )?;
+                drop_database(&mut c, &old)?;
             }
         }
         Ok(kept)
     }
 
-    /// Drops what was loaded (the restore failed before the swap).
+    /// One attempt at the swap's transaction; returns the names the old databases are kept
+    /// under.
+    fn swap_once(&self, c: &mut postgres::Client, stamp: &str) -> Result<Vec<String>> {
+        let failed = |e: postgres::Error| Error::new(ErrorKind::SourceFailed, pg_error(&e));
+        let mut taken: BTreeSet<String> = c
+            .query("SELECT datname::text FROM pg_database", &[])
+            .map_err(failed)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut tx = c.transaction().map_err(failed)?;
+        let mut kept = Vec::new();
+        for (db, temp) in &self.loaded {
+            let rename = |from: &str, to: &str| {
+                Stmt::new("ALTER DATABASE ")
+                    .ident(from)
+                    .sql(" RENAME TO ")
+                    .ident(to)
+            };
+            if taken.contains(db) {
+                let old = apply::kept_name(db, stamp, &taken);
+                rename(db, &old).run(&mut tx)?;
+                apply::mark_kept(&mut tx, &old, db)?;
+                taken.insert(old.clone());
+                kept.push(old);
+            }
+            rename(temp, db).run(&mut tx)?;
+            Stmt::new("ALTER DATABASE ")
+                .ident(db)
+                .sql(" RESET ")
+                .ident(RESTORING_MARK)
+                .run(&mut tx)?;
+            if let Some((d, props)) = self
+                .databases
+                .iter()
+                .zip(&self.properties)
+                .find(|(d, _)| &d.name == db)
+                && let Some(props) = props
+            {
+                apply::apply_properties(&mut tx, db, &d.owner, props)?;
+            }
+        }
+        if self.options.restore_roles
+            && let Some(roles) = &self.roles
+        {
+            apply::reset_roles(
+                &mut tx,
+                roles,
+                self.pg.config.get_user().unwrap_or_default(),
+            )?;
+        }
+        tx.commit().map_err(failed)?;
+        Ok(kept)
+    }
+
+    /// Drops what was loaded and the roles created for it (the restore failed before the
+    /// swap).
     pub fn discard(&mut self) {
         if let Some((_, p)) = self.current.take() {
             p.kill();
         }
-        if self.loaded.is_empty() {
+        if self.loaded.is_empty() && self.created_roles.is_empty() {
             return;
         }
         if let Ok(mut c) = self.pg.connect() {
             for (_, temp) in self.loaded.drain(..) {
-                let _ = exec(
-                    &mut c,
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&temp)),
-                );
+                let _ = drop_database(&mut c, &temp);
+            }
+            for r in self.created_roles.drain(..) {
+                let _ = Stmt::new("DROP ROLE IF EXISTS ").ident(&r).run(&mut c);
             }
         }
     }
+}
+
+/// Marks database `name` as one a restore is loading (so that only it is ever cleaned up).
+fn mark_restoring(c: &mut postgres::Client, name: &str) -> Result<()> {
+    Stmt::new("ALTER DATABASE ")
+        .ident(name)
+        .sql(" SET ")
+        .ident(RESTORING_MARK)
+        .sql(" TO ")
+        .literal(&std::process::id().to_string())
+        .run(c)
+}
+
+fn drop_database(c: &mut postgres::Client, name: &str) -> Result<()> {
+    Stmt::new("DROP DATABASE IF EXISTS ")
+        .ident(name)
+        .sql(" WITH (FORCE)")
+        .run(c)
 }
 
 impl Drop for LogicalRestore<'_> {
@@ -426,9 +590,14 @@ impl SideSink for LogicalRestore<'_> {
         let Ok(rest) = name.strip_prefix(SIDE) else {
             return Ok(false);
         };
-        if rest == Path::new("globals.sql") {
+        if rest == Path::new("roles.json") {
             self.finish_current()?;
-            self.apply_globals(data)?;
+            let roles: Roles = read_json(data, "the role records")?;
+            self.create_roles(roles)?;
+            return Ok(true);
+        }
+        if rest == Path::new("globals.sql") {
+            // For restores by hand; never replayed.
             return Ok(true);
         }
         let Ok(file) = rest.strip_prefix("db") else {
@@ -447,19 +616,17 @@ impl SideSink for LogicalRestore<'_> {
                 )
             })?
             - 1;
+        if file.ends_with(".properties.json") {
+            let what = format!("the properties of database {}", self.databases[i].name);
+            self.properties[i] = Some(read_json(data, &what)?);
+            return Ok(true);
+        }
         if file.ends_with(".database.sql") {
-            let mut script = String::new();
-            data.read_to_string(&mut script).map_err(|e| {
-                Error::new(
-                    ErrorKind::Integrity,
-                    format!(
-                        "the properties of database {} are unreadable",
-                        self.databases[i].name
-                    ),
-                )
-                .with_source(e)
-            })?;
-            self.properties[i] = Some(property_statements(&script));
+            // Older backups kept pg_dump's script of the properties: never run.
+            let db = self.databases[i].name.clone();
+            self.warn(format!(
+                "the backup predates property records: the comment, settings and grants of database {db} were not restored"
+            ));
             return Ok(true);
         }
         if self.current.as_ref().map(|(c, _)| *c) != Some(i) {
@@ -489,6 +656,15 @@ impl SideSink for LogicalRestore<'_> {
     }
 }
 
+fn read_json<T: serde::de::DeserializeOwned>(data: &mut dyn Read, what: &str) -> Result<T> {
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).map_err(|e| {
+        Error::new(ErrorKind::Integrity, format!("{what} are unreadable")).with_source(e)
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::new(ErrorKind::Integrity, format!("{what} are damaged")).with_source(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,17 +673,21 @@ mod tests {
     fn dump_names_are_safe_file_names() {
         assert_eq!(dump_file(0, "maasdb"), "001-maasdb.dump");
         assert_eq!(dump_file(11, "../x y"), "012-___x_y.dump");
-        assert_eq!(properties_file(0, "a.b"), "001-a_b.database.sql");
+        assert_eq!(properties_file(0, "a.b"), "001-a_b.properties.json");
     }
 
     #[test]
-    fn property_statements_leave_out_the_create_and_psql_commands() {
-        let script = "\\restrict abc\nSET lock_timeout = 0;\n\
-            CREATE DATABASE x WITH TEMPLATE = template0;\nALTER DATABASE x OWNER TO o;\n\
-            \\connect x\nCOMMENT ON DATABASE x IS 'two\nlines';\n\\unrestrict abc\n";
-        assert_eq!(
-            property_statements(script),
-            "SET lock_timeout = 0;\nALTER DATABASE x OWNER TO o;\nCOMMENT ON DATABASE x IS 'two\nlines';"
-        );
+    fn only_our_own_temporary_names_are_cleaned_up() {
+        assert!(is_temp_name("charm_backup_restoring_123_0"));
+        assert!(is_temp_name("charm_backup_restoring_123_m"));
+        for other in [
+            "charm-backup-restoring-keepme",
+            "charm_backup_restoring_real",
+            "charm_backup_restoring_1_2_3",
+            "charm_backup_restoring_",
+            "xcharm_backup_restoring_1_2",
+        ] {
+            assert!(!is_temp_name(other), "{other}");
+        }
     }
 }

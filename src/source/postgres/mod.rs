@@ -1,15 +1,16 @@
 //! PostgreSQL: what a DBA would run by hand, streamed into the archive without staging.
 //!
-//! - **logical**: `pg_dumpall --globals-only` (roles, memberships, tablespaces) plus one
-//!   `pg_dump --format=custom` per database. Per-database dumps rather than one
+//! - **logical**: the roles the databases need and each database's properties, read from the
+//!   catalogs as data (`catalog.rs`), plus one `pg_dump --format=custom` per database.
+//!   Per-database dumps rather than one
 //!   `pg_dumpall`, because a custom-format dump restores one database at a time, checked by
 //!   `pg_restore --exit-on-error`, into a fresh database that is renamed into place only once
 //!   it is complete; a plain `pg_dumpall` script can only be replayed over the live cluster.
 //!   The dumps keep pg_dump's own compression: it runs in pg_dump's process beside ours, and
 //!   the archive's compression over it costs little and still shrinks what pg_dump's
-//!   per-block compression leaves (on pgbench data, to a fiftieth). Beside each dump goes
-//!   what pg_dump emits only with `--create` (grants on the database, its comment, connection
-//!   limit and settings), applied when the restored database takes its name.
+//!   per-block compression leaves (on pgbench data, to a fiftieth). A restore applies roles
+//!   and properties with statements of its own (`apply.rs`, `statement.rs`): every value is
+//!   quoted by the server, none is ever run as SQL.
 //! - **physical**: `pg_basebackup --format=tar --wal-method=fetch` to stdout, its entries
 //!   re-written into the archive under the data directory's path, so the archive holds a data
 //!   directory that starts consistent (WAL included) and GNU tar can unpack it.
@@ -30,10 +31,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::source::process::run;
 
+mod apply;
+mod catalog;
 mod logical;
 mod physical;
+mod statement;
 
-pub use logical::LogicalRestore;
+pub use logical::{LogicalRestore, LogicalRestoreOptions};
 pub use physical::PgCtl;
 
 /// The manifest's source kind.
@@ -133,6 +137,9 @@ pub struct Database {
     pub ctype: String,
     /// Size on disk, in bytes.
     pub size: u64,
+    /// A copy an earlier restore kept of the database it replaced (left out of backups of
+    /// every database; backed up when named).
+    pub kept_copy: bool,
 }
 
 /// Another session on the server.
@@ -165,7 +172,8 @@ pub struct ServerInfo {
     pub timeline: String,
     /// `data_directory` (empty when not allowed to read it).
     pub data_directory: String,
-    /// Databases that accept connections, templates left out.
+    /// Databases that accept connections (templates included, `template0` and databases a
+    /// restore is still loading left out).
     pub databases: Vec<Database>,
     /// Client sessions other than ours.
     pub sessions: Vec<Session>,
@@ -197,16 +205,6 @@ fn pg_error(e: &postgres::Error) -> String {
         src = x.source();
     }
     s
-}
-
-/// `"name"`, quoted as an SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// `'text'`, quoted as an SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn human(bytes: u64) -> String {
@@ -379,14 +377,23 @@ impl Postgres {
             data_directory: one(&mut c, "SHOW data_directory"),
             ..Default::default()
         };
+        // The marks are ours, set only by restores (see `catalog`).
         info.databases = rows(
             &mut c,
-            "SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), \
-             d.datcollate, d.datctype, pg_database_size(d.oid)::text \
-             FROM pg_database d WHERE d.datallowconn AND NOT d.datistemplate ORDER BY 1",
+            &format!(
+                "SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), \
+             d.datcollate, d.datctype, pg_database_size(d.oid)::text, \
+             coalesce((SELECT string_agg(DISTINCT split_part(e, '=', 1), ',') \
+                       FROM pg_db_role_setting s, unnest(s.setconfig) e \
+                       WHERE s.setdatabase = d.oid AND s.setrole = 0 \
+                         AND split_part(e, '=', 1) IN ('{}', '{}')), '') \
+             FROM pg_database d WHERE d.datallowconn ORDER BY 1",
+                catalog::RESTORING_MARK,
+                catalog::KEPT_MARK
+            ),
         )?
         .iter()
-        .filter(|r| !col(r, 0).starts_with(TEMP_PREFIX))
+        .filter(|r| !col(r, 6).contains(catalog::RESTORING_MARK))
         .map(|r| Database {
             name: col(r, 0),
             owner: col(r, 1),
@@ -394,6 +401,7 @@ impl Postgres {
             collate: col(r, 3),
             ctype: col(r, 4),
             size: col(r, 5).parse().unwrap_or(0),
+            kept_copy: col(r, 6).contains(catalog::KEPT_MARK),
         })
         .collect();
         info.sessions = rows(
@@ -463,31 +471,34 @@ impl Postgres {
     /// [`ErrorKind::NotFound`] when a configured database does not exist.
     pub fn databases_to_dump(&self, info: &ServerInfo) -> Result<Vec<Database>> {
         if self.options.databases.is_empty() {
-            return Ok(info.databases.clone());
+            return Ok(info
+                .databases
+                .iter()
+                .filter(|d| !d.kept_copy)
+                .cloned()
+                .collect());
         }
-        self.options
-            .databases
-            .iter()
-            .map(|name| {
-                info.databases
-                    .iter()
-                    .find(|d| &d.name == name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::NotFound,
-                            format!(
-                                "database {name:?} in postgresql-databases does not exist on the server (it has: {})",
-                                info.databases
-                                    .iter()
-                                    .map(|d| d.name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            ),
-                        )
-                    })
-            })
-            .collect()
+        let mut out: Vec<Database> = Vec::new();
+        for name in &self.options.databases {
+            if out.iter().any(|d| &d.name == name) {
+                continue;
+            }
+            let Some(d) = info.databases.iter().find(|d| &d.name == name) else {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "database {name:?} in postgresql-databases does not exist on the server (it has: {})",
+                        info.databases
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                ));
+            };
+            out.push(d.clone());
+        }
+        Ok(out)
     }
 
     /// What the manifest records of this source before the data is written.
@@ -671,19 +682,6 @@ fn describe_session(s: &Session) -> String {
     )
 }
 
-fn exec(c: &mut postgres::Client, sql: &str) -> Result<()> {
-    c.batch_execute(sql).map_err(|e| {
-        Error::new(
-            ErrorKind::SourceFailed,
-            format!("PostgreSQL refused {:?}: {}", sql_verb(sql), pg_error(&e)),
-        )
-    })
-}
-
-fn sql_verb(sql: &str) -> String {
-    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-}
-
 /// Refuses when a database to be replaced has other sessions.
 fn check_sessions(info: &ServerInfo, databases: &[Database]) -> Result<()> {
     let busy: Vec<&Session> = info
@@ -713,11 +711,5 @@ mod tests {
         let e = Postgres::new(PgOptions::new("postgresql://u:hunter2@localhost/db")).unwrap_err();
         assert!(e.to_string().contains("holds a password"), "{e}");
         assert!(!e.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(literal("it's"), "'it''s'");
     }
 }
