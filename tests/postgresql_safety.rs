@@ -135,7 +135,10 @@ fn a_database_owner_cannot_become_superuser_through_a_restore() {
         "postgres",
         "ALTER ROLE attacker IN DATABASE evildb SET statement_timeout TO '5s'; \
          GRANT CREATE ON DATABASE evildb TO attacker WITH GRANT OPTION; \
-         REVOKE TEMP ON DATABASE evildb FROM PUBLIC",
+         REVOKE TEMP ON DATABASE evildb FROM PUBLIC; \
+         CREATE ROLE \"we\"\"ird role; --\" LOGIN PASSWORD 'r$$1'; \
+         GRANT CONNECT ON DATABASE evildb TO \"we\"\"ird role; --\"; \
+         ALTER ROLE \"we\"\"ird role; --\" IN DATABASE evildb SET search_path TO E'$$;\\q', public",
     );
     let before: Vec<String> = ["evildb", weird]
         .iter()
@@ -146,6 +149,7 @@ fn a_database_owner_cannot_become_superuser_through_a_restore() {
     let h = harness(tmp.path(), &c);
     let id = backup(&h);
     c.psql("postgres", "DROP DATABASE evildb");
+    c.psql("postgres", "DROP ROLE \"we\"\"ird role; --\"");
     c.psql(
         "postgres",
         "COMMENT ON DATABASE \"we'ird \"\"db\"\"; $$ \\connect x\" IS NULL",
@@ -154,6 +158,10 @@ fn a_database_owner_cannot_become_superuser_through_a_restore() {
 
     assert_eq!(superuser(&c, "attacker"), "f", "{:?}", out.logs);
     assert_eq!(database_list(&c), dbs, "no database z, q or notes appeared");
+    assert!(
+        logs_in(&c, "we\"ird role; --", "r$$1"),
+        "the dropped role came back with its password"
+    );
     let after: Vec<String> = ["evildb", weird]
         .iter()
         .map(|d| properties(&c, d))

@@ -44,12 +44,36 @@ pub struct ExtractOptions {
     /// When this turns true (e.g. [`ChecksumCheck::stop_flag`](crate::archive::ChecksumCheck::stop_flag)
     /// found the file is not the expected one), extraction stops with an error.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// `(name in the archive, directory)`: the entry of that name and everything under it
+    /// land in the directory instead of under their root's staging (a subtree staged on
+    /// its own filesystem, such as a mounted volume). The deepest match wins.
+    pub redirects: Vec<(PathBuf, PathBuf)>,
 }
 
 impl ExtractOptions {
     /// Options with these limits.
     pub fn with_limits(limits: Limits) -> Self {
-        ExtractOptions { limits, stop: None }
+        ExtractOptions {
+            limits,
+            stop: None,
+            redirects: Vec::new(),
+        }
+    }
+
+    /// Where the entry `name` of root number `i` (whose name is `root`) lands.
+    fn place(&self, name: &Path, root: &Path, staging: &Path) -> PathBuf {
+        let (base, to) = self
+            .redirects
+            .iter()
+            .filter(|(from, _)| name.starts_with(from))
+            .max_by_key(|(from, _)| from.components().count())
+            .map_or((root, staging), |(from, to)| (from.as_path(), to.as_path()));
+        let rest = name.strip_prefix(base).unwrap_or(Path::new(""));
+        if rest.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(rest)
+        }
     }
 }
 
@@ -275,6 +299,7 @@ pub fn extract(
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let parents: Vec<PathBuf> = staging
         .iter()
+        .chain(options.redirects.iter().map(|(_, to)| to))
         .chain([&side.to_path_buf()])
         .filter_map(|p| p.parent().map(Path::to_path_buf))
         .collect();
@@ -320,12 +345,7 @@ pub fn extract(
                     continue;
                 }
             };
-            let rest = name.strip_prefix(&root_names[i]).unwrap_or(Path::new(""));
-            let dest = if rest.as_os_str().is_empty() {
-                staging[i].clone()
-            } else {
-                staging[i].join(rest)
-            };
+            let dest = options.place(&name, &root_names[i], &staging[i]);
             // Parents the archive has no entry for are created as GNU tar creates them.
             if let Some(parent) = dest.parent()
                 && !parent.exists()
@@ -384,14 +404,7 @@ pub fn extract(
                         .iter()
                         .position(|r| target.starts_with(r))
                         .unwrap_or(i);
-                    let trest = target
-                        .strip_prefix(&root_names[ti])
-                        .unwrap_or(Path::new(""));
-                    let tpath = if trest.as_os_str().is_empty() {
-                        staging[ti].clone()
-                    } else {
-                        staging[ti].join(trest)
-                    };
+                    let tpath = options.place(&target, &root_names[ti], &staging[ti]);
                     links.push((tpath, dest.clone()));
                 }
                 _ => unreachable_kind()?,

@@ -79,8 +79,17 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
     if !config.etcd_endpoint.is_empty() {
         what.insert(0, format!("etcd at {}", config.etcd_endpoint));
     }
-    if let Ok(Some(pg)) = config.postgresql_options() {
-        what.insert(0, format!("PostgreSQL ({})", pg.mode.name()));
+    // The password is read and the server asked now, so a problem shows before an action
+    // needs the connection.
+    match config.postgresql(ctx) {
+        Ok(Some(pg)) => {
+            if let Err(e) = pg.connect() {
+                return Ok(Status::Blocked(e.to_string()));
+            }
+            what.insert(0, format!("PostgreSQL ({})", pg.options().mode.name()));
+        }
+        Ok(None) => {}
+        Err(e) => return Ok(Status::Blocked(e.to_string())),
     }
     Ok(Status::Active(format!(
         "backing up {} to {dest}",

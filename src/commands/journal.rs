@@ -4,9 +4,14 @@
 //! Each path is swapped with two renames: `path` to `.path.charm-backup-old`, then
 //! `.path.charm-backup-new` to `path`. The journal records the phase and, per path, whether
 //! there was old data, which is enough to tell at every point which tree `path` holds.
+//!
+//! A path that is a mount point, or holds one, cannot be renamed without moving the volume
+//! with it: it is swapped by its contents instead, inside the directory ([`Inside`]), so
+//! every rename stays within one filesystem and the mounted volume stays where it is.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +45,34 @@ pub struct JournalPath {
     /// tree so they survive the swap; a roll-back moves them back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried: Vec<PathBuf>,
+    /// Swapped by its contents (see [`Inside`]) rather than renamed whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<Inside>,
+}
+
+/// A directory swapped by its contents: the restored entries are staged in
+/// `path/.charm-backup-new` and the old ones moved to `path/.charm-backup-old`, entry by
+/// entry, on the directory's own filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Inside {
+    /// Children that are swapped on their own (mount points, or directories on the way to
+    /// one): never moved.
+    pub pinned: Vec<PathBuf>,
+    /// The names staged, recorded before the first rename so that a roll-back knows which
+    /// entries in `path` are restored ones.
+    #[serde(default)]
+    pub staged: Vec<PathBuf>,
+}
+
+/// The staging directory inside a directory swapped by its contents.
+pub const INSIDE_NEW: &str = ".charm-backup-new";
+/// Where the old entries go inside a directory swapped by its contents.
+pub const INSIDE_OLD: &str = ".charm-backup-old";
+
+/// Whether a name is one of the restore's own inside a directory swapped by its contents.
+fn is_ours(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".charm-backup-")
 }
 
 /// The journal's content.
@@ -66,7 +99,50 @@ impl JournalPath {
             path,
             had_old,
             carried: Vec::new(),
+            inside: None,
         }
+    }
+
+    /// A directory swapped by its contents, `pinned` children left where they are.
+    pub fn inside(path: PathBuf, pinned: Vec<PathBuf>) -> Self {
+        JournalPath {
+            inside: Some(Inside {
+                pinned,
+                staged: Vec::new(),
+            }),
+            ..JournalPath::new(path, true)
+        }
+    }
+
+    /// Where the restored tree is staged.
+    pub fn staging(&self) -> PathBuf {
+        match self.inside {
+            Some(_) => self.path.join(INSIDE_NEW),
+            None => sibling(&self.path, "new"),
+        }
+    }
+
+    /// Where the old data goes during the swap.
+    fn old(&self) -> PathBuf {
+        match self.inside {
+            Some(_) => self.path.join(INSIDE_OLD),
+            None => sibling(&self.path, "old"),
+        }
+    }
+
+    /// Records which names are staged (before the swap starts).
+    pub fn record_staged(&mut self) -> Result<()> {
+        let staging = self.staging();
+        if let Some(inside) = self.inside.as_mut()
+            && exists(&staging)
+        {
+            inside.staged = fs::read_dir(&staging)
+                .at("cannot list the restored data", &staging)?
+                .map(|e| e.map(|e| PathBuf::from(e.file_name())))
+                .collect::<std::io::Result<_>>()
+                .at("cannot list the restored data", &staging)?;
+        }
+        Ok(())
     }
 }
 
@@ -213,9 +289,12 @@ impl Journal {
     /// # Errors
     /// When a rename fails.
     pub fn swap_one(p: &JournalPath) -> Result<()> {
-        let new = sibling(&p.path, "new");
+        let new = p.staging();
         if !exists(&new) {
             return Ok(());
+        }
+        if let Some(inside) = &p.inside {
+            return swap_inside(&p.path, inside);
         }
         if p.had_old && exists(&p.path) {
             let old = sibling(&p.path, "old");
@@ -239,6 +318,10 @@ impl Journal {
     /// When a rename or removal fails (the journal is then kept for the next try).
     pub fn roll_back(&self) -> Result<()> {
         for p in &self.paths {
+            if let Some(inside) = &p.inside {
+                roll_back_inside(p, inside)?;
+                continue;
+            }
             let old = sibling(&p.path, "old");
             let new = sibling(&p.path, "new");
             let trash = sibling(&p.path, "trash");
@@ -282,11 +365,12 @@ impl Journal {
             return Ok(0);
         }
         for p in &mut self.paths {
-            let new = sibling(&p.path, "new");
+            let new = p.staging();
             if !p.had_old || !exists(&new) {
                 continue;
             }
-            p.carried = excluded_in(&p.path, excludes)
+            let pinned = p.inside.as_ref().map_or(&[][..], |i| &i.pinned[..]);
+            p.carried = excluded_in(&p.path, excludes, pinned)
                 .into_iter()
                 .filter(|rel| {
                     // Every directory on the way must be a real one in the staging tree:
@@ -305,7 +389,7 @@ impl Journal {
         self.save(state_dir)?;
         let mut moved = 0;
         for p in &self.paths {
-            let new = sibling(&p.path, "new");
+            let new = p.staging();
             for rel in &p.carried {
                 let from = p.path.join(rel);
                 fs::rename(&from, new.join(rel)).at("cannot keep an excluded subtree", &from)?;
@@ -328,6 +412,16 @@ impl Journal {
             .unwrap_or(0);
         let mut doomed = Vec::new();
         for (i, p) in self.paths.iter().enumerate() {
+            if p.inside.is_some() {
+                for s in [p.staging(), p.old()] {
+                    if exists(&s) {
+                        let t = p.path.join(format!(".charm-backup-trash-{stamp}"));
+                        fs::rename(&s, &t).at("cannot move old data aside", &s)?;
+                        doomed.push(t);
+                    }
+                }
+                continue;
+            }
             for tag in ["old", "new", "trash"] {
                 let s = sibling(&p.path, tag);
                 if exists(&s) {
@@ -342,8 +436,12 @@ impl Journal {
 }
 
 /// The paths under `root` (relative to it) that `excludes` matches, not descending into them
-/// or through symlinks.
-fn excluded_in(root: &Path, excludes: &crate::archive::Excludes) -> Vec<PathBuf> {
+/// or through symlinks, nor into the `pinned` children of `root` or the restore's own.
+fn excluded_in(
+    root: &Path,
+    excludes: &crate::archive::Excludes,
+    pinned: &[PathBuf],
+) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -352,6 +450,11 @@ fn excluded_in(root: &Path, excludes: &crate::archive::Excludes) -> Vec<PathBuf>
         };
         for e in rd.flatten() {
             let path = e.path();
+            if dir == root
+                && (is_ours(&e.file_name()) || pinned.iter().any(|p| p == &e.file_name()))
+            {
+                continue;
+            }
             if excludes.matches(&path) {
                 if let Ok(rel) = path.strip_prefix(root) {
                     found.push(rel.to_path_buf());
@@ -363,6 +466,87 @@ fn excluded_in(root: &Path, excludes: &crate::archive::Excludes) -> Vec<PathBuf>
     }
     found.sort();
     found
+}
+
+/// Copies a directory's mode, owner and mtime onto another.
+fn copy_dir_attributes(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(from).at("cannot read the attributes of", from)?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(to, Some(m.uid()), Some(m.gid()))
+            .at("cannot set the owner", to)?;
+    }
+    fs::set_permissions(to, m.permissions()).at("cannot set the mode", to)?;
+    if let (Ok(t), Ok(d)) = (m.modified(), fs::File::open(to)) {
+        let _ = d.set_modified(t);
+    }
+    Ok(())
+}
+
+/// The swap of a directory by its contents: each old entry (but the pinned ones) into
+/// `.charm-backup-old`, then each staged entry into place, then the directory's own
+/// attributes. Each step is done once, so a cut-off swap is finished by running it again.
+fn swap_inside(dir: &Path, inside: &Inside) -> Result<()> {
+    let new = dir.join(INSIDE_NEW);
+    let old = dir.join(INSIDE_OLD);
+    if !exists(&old) {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&old)
+            .at("cannot make room for the old data", &old)?;
+        copy_dir_attributes(dir, &old)?;
+    }
+    for e in fs::read_dir(dir).at("cannot list", dir)? {
+        let name = e.at("cannot list", dir)?.file_name();
+        let staged = inside.staged.iter().any(|s| s == &name);
+        if is_ours(&name)
+            || inside.pinned.iter().any(|p| p == &name)
+            || (staged && !exists(&new.join(&name)))
+        {
+            continue;
+        }
+        fs::rename(dir.join(&name), old.join(&name))
+            .at("cannot move the old data aside", &dir.join(&name))?;
+    }
+    for name in &inside.staged {
+        let from = new.join(name);
+        if exists(&from) {
+            fs::rename(&from, dir.join(name))
+                .at("cannot move the restored data into place", &dir.join(name))?;
+        }
+    }
+    copy_dir_attributes(&new, dir)
+}
+
+/// Undoes [`swap_inside`] from wherever it stopped, and removes the staging directory.
+fn roll_back_inside(p: &JournalPath, inside: &Inside) -> Result<()> {
+    let new = p.path.join(INSIDE_NEW);
+    let old = p.path.join(INSIDE_OLD);
+    if exists(&new) {
+        for name in &inside.staged {
+            let here = p.path.join(name);
+            if exists(&here) && !exists(&new.join(name)) {
+                fs::rename(&here, new.join(name)).at("cannot move restored data aside", &here)?;
+            }
+        }
+    }
+    if exists(&old) {
+        for e in fs::read_dir(&old).at("cannot list", &old)? {
+            let name = e.at("cannot list", &old)?.file_name();
+            fs::rename(old.join(&name), p.path.join(&name))
+                .at("cannot put the old data back", &p.path.join(&name))?;
+        }
+        copy_dir_attributes(&old, &p.path)?;
+        fs::remove_dir(&old).at("cannot remove", &old)?;
+    }
+    for rel in &p.carried {
+        let home = p.path.join(rel);
+        let from = new.join(rel);
+        if exists(&from) && !exists(&home) {
+            fs::rename(&from, &home).at("cannot put an excluded subtree back", &home)?;
+        }
+    }
+    crate::commands::mounts::remove_within_fs(&new).at("cannot remove", &new)
 }
 
 fn trash_list(state_dir: &Path) -> PathBuf {
@@ -391,15 +575,16 @@ pub fn remove_later(state_dir: &Path, paths: Vec<PathBuf>) -> Result<()> {
     spawn_rm(&paths).or_else(|_| {
         paths
             .iter()
-            .try_for_each(|p| remove_tree(p).at("cannot remove", p))
+            .try_for_each(|p| crate::commands::mounts::remove_within_fs(p).at("cannot remove", p))
     })
 }
 
 fn spawn_rm(paths: &[PathBuf]) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
+    // Never into another filesystem: a volume mounted inside old data stays as it is.
     Command::new("rm")
-        .arg("-rf")
+        .args(["-rf", "--one-file-system"])
         .arg("--")
         .args(paths)
         .stdin(Stdio::null())

@@ -3,7 +3,9 @@
 
 pub mod create_backup;
 pub mod journal;
+pub mod layout;
 pub mod list_backups;
 pub mod lock;
+pub mod mounts;
 pub mod restore;
 pub mod snapshot;

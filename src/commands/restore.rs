@@ -15,7 +15,9 @@ use crate::archive::{
     check_sha256, extract, read_manifest_only,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling, sweep_trash};
+use crate::commands::layout::{Plan, check_no_running_server, resolve_target};
 use crate::commands::lock::OperationLock;
+use crate::commands::mounts;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
@@ -224,29 +226,30 @@ fn restore_open(
         }
         (_, false) => None,
     };
-    // Everything that gets swapped: the archive's paths, and the etcd data directory.
-    let mut targets = roots.clone();
+    // Everything that gets swapped: the archive's paths, and the etcd data directory; a
+    // symlinked one where it points.
+    let mut targets: Vec<PathBuf> = roots.iter().map(|r| resolve_target(r)).collect();
     if let Some(e) = &etcd {
         if !e.data_dir.is_absolute() {
             return Err(Error::invalid("etcd-data-dir must be an absolute path"));
         }
-        targets.push(e.data_dir.clone());
+        targets.push(resolve_target(&e.data_dir));
+    }
+    if options.services.is_empty() {
+        check_no_running_server(&targets, pg_ctl.as_ref())?;
     }
     let mut stats = RestoreStats {
         paths: targets.clone(),
         ..Default::default()
     };
+    let plan = Plan::new(&targets, &manifest.roots(), &mounts::mount_points());
     let mut journal = Journal::new(
         Phase::Staging,
         archive.display().to_string(),
-        targets
-            .iter()
-            .map(|r| JournalPath::new(r.clone(), fs::symlink_metadata(r).is_ok()))
-            .collect(),
+        plan.units.clone(),
     );
     journal.services = options.services.clone();
     journal.pg_ctl = pg_ctl.clone();
-    let staging: Vec<PathBuf> = roots.iter().map(|r| sibling(r, "new")).collect();
     for r in &targets {
         if let Some(parent) = r.parent() {
             fs::create_dir_all(parent).at("cannot create the parent directory", parent)?;
@@ -281,11 +284,12 @@ fn restore_open(
     let _ = remove_any(&side);
     let mut extract_options = ExtractOptions::with_limits(options.limits);
     extract_options.stop = checksum.as_ref().map(ChecksumCheck::stop_flag);
+    extract_options.redirects = plan.redirects.clone();
     let extracted = match logical.as_mut() {
         Some(l) => extract(
             file,
             &manifest,
-            &staging,
+            &plan.staging,
             &side,
             l,
             &extract_options,
@@ -295,7 +299,7 @@ fn restore_open(
         None => extract(
             file,
             &manifest,
-            &staging,
+            &plan.staging,
             &side,
             &mut (),
             &extract_options,
@@ -312,7 +316,10 @@ fn restore_open(
         stats.archive = info;
         if let (Some(pg), Some((_, p))) = (&pg_ctl, pg) {
             progress.step("checking the restored data directory against its backup manifest");
-            p.verify_base(&sibling(&pg.data_dir, "new"), &pg.data_dir)?;
+            p.verify_base(
+                &plan.staging_of(&resolve_target(&pg.data_dir)),
+                &pg.data_dir,
+            )?;
         }
         match &etcd {
             Some(e) => {
@@ -320,7 +327,7 @@ fn restore_open(
                 etcd::restore(
                     &side.join("etcd/snapshot.db"),
                     e,
-                    &sibling(&e.data_dir, "new"),
+                    &plan.staging_of(&resolve_target(&e.data_dir)),
                 )
             }
             None => Ok(()),
@@ -333,6 +340,9 @@ fn restore_open(
     // Stopped before the existing data is saved, so the saved copy is consistent too.
     if let Err(e) = stop_services(&options.services, pg_ctl.as_ref()) {
         return Err(undo(&journal, e, "the services did not stop"));
+    }
+    if let Err(e) = check_no_running_server(&targets, None) {
+        return Err(undo(&journal, e, "a server still runs on the data"));
     }
     if let Some(target) = &options.save_existing_to {
         let existing: Vec<PathBuf> = targets
@@ -362,7 +372,7 @@ fn restore_open(
     // Only paths the archive has entries for are swapped.
     journal
         .paths
-        .retain(|p| fs::symlink_metadata(sibling(&p.path, "new")).is_ok());
+        .retain(|p| fs::symlink_metadata(p.staging()).is_ok());
     // What the backup left out stays as it is on the unit.
     let excluded: Vec<String> = manifest
         .sources
@@ -395,7 +405,12 @@ fn restore_open(
         Phase::DatabasesSwapped => databases_ahead(e),
         _ => undo(journal, e, what),
     };
-    if let Err(e) = journal.advance(swap_phase, &options.state_dir) {
+    let recorded = journal
+        .paths
+        .iter_mut()
+        .try_for_each(JournalPath::record_staged)
+        .and_then(|()| journal.advance(swap_phase, &options.state_dir));
+    if let Err(e) = recorded {
         return Err(swap_failed(&journal, e, "cannot record the swap"));
     }
     for p in &journal.paths {
@@ -415,7 +430,9 @@ fn restore_open(
             ),
         )
     })?;
-    if let (Some(_), Some((_, p))) = (&pg_ctl, pg) {
+    if let (Some(ctl), Some((_, p))) = (&pg_ctl, pg)
+        && ctl.was_running
+    {
         progress.step("waiting for PostgreSQL to accept connections");
         p.wait_ready(Duration::from_secs(300)).map_err(|e| {
             Error::new(

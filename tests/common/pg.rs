@@ -44,7 +44,8 @@ pub struct Cluster {
     pub password: String,
     /// A 0600 file holding it, for `postgresql-password-file`.
     pub password_file: PathBuf,
-    dir: PathBuf,
+    /// Its directory (data, socket, log).
+    pub dir: PathBuf,
 }
 
 fn postgres_ids() -> Option<(u32, u32)> {

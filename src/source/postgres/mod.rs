@@ -36,9 +36,11 @@ mod catalog;
 mod logical;
 mod physical;
 mod statement;
+mod tls;
 
 pub use logical::{LogicalRestore, LogicalRestoreOptions};
-pub use physical::PgCtl;
+pub use physical::{PgCtl, running_servers};
+pub use tls::TlsSettings;
 
 /// The manifest's source kind.
 pub const KIND: &str = "postgresql";
@@ -191,6 +193,7 @@ impl ServerInfo {
 pub struct Postgres {
     options: PgOptions,
     config: postgres::Config,
+    tls: TlsSettings,
 }
 
 fn pg_error(e: &postgres::Error) -> String {
@@ -245,7 +248,8 @@ impl Postgres {
                 "postgresql-uri is empty: set it, e.g. postgresql://backup@127.0.0.1:5432/postgres",
             ));
         }
-        let mut config = postgres::Config::from_str(options.uri.trim()).map_err(|e| {
+        let (rest, tls) = tls::split_tls(&options.uri)?;
+        let mut config = postgres::Config::from_str(&rest).map_err(|e| {
             Error::invalid(format!(
                 "postgresql-uri is not a libpq URI or key=value string: {}",
                 pg_error(&e)
@@ -274,10 +278,19 @@ impl Postgres {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("charm-backup");
+        config.ssl_mode(match tls.mode.as_str() {
+            "disable" => postgres::config::SslMode::Disable,
+            _ if tls.required() => postgres::config::SslMode::Require,
+            _ => postgres::config::SslMode::Prefer,
+        });
         if let Some(p) = &options.password {
             config.password(&p.0);
         }
-        Ok(Postgres { options, config })
+        Ok(Postgres {
+            options,
+            config,
+            tls,
+        })
     }
 
     /// The options.
@@ -313,7 +326,13 @@ impl Postgres {
     /// # Errors
     /// [`ErrorKind::Connect`] naming the server and the reason (e.g. a wrong password).
     pub fn connect(&self) -> Result<postgres::Client> {
-        self.config.connect(postgres::NoTls).map_err(|e| {
+        let connected = if self.tls.mode == "disable" {
+            self.config.connect(postgres::NoTls)
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls.client_config()?);
+            self.config.connect(tls)
+        };
+        connected.map_err(|e| {
             Error::new(
                 ErrorKind::Connect,
                 format!(
@@ -581,12 +600,7 @@ impl Postgres {
         if !ports.is_empty() {
             c.env("PGPORT", ports.join(","));
         }
-        let ssl = match self.config.get_ssl_mode() {
-            postgres::config::SslMode::Disable => "disable",
-            postgres::config::SslMode::Require => "require",
-            _ => "prefer",
-        };
-        c.env("PGSSLMODE", ssl);
+        self.tls.apply_to(&mut c);
         match &self.options.password {
             Some(p) => c.env("PGPASSWORD", &p.0),
             None => c.env_remove("PGPASSWORD"),

@@ -183,22 +183,82 @@ pub struct PgCtl {
     /// back as it was started.
     #[serde(default)]
     pub server_options: String,
-    /// Where the server's output goes once started by us.
+    /// Where the server's output goes once started by us: where it went before.
     pub log_file: PathBuf,
+    /// Whether the server ran when the restore began (only then is it started again).
+    #[serde(default = "yes")]
+    pub was_running: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The directories of the PostgreSQL servers running on this machine, with their
+/// postmasters' pids: a postmaster works in its data directory, so `/proc/<pid>/cwd` of every
+/// `postgres` process names it (as root; otherwise only servers of our own user are seen).
+pub fn running_servers() -> Vec<(PathBuf, u32)> {
+    let mut out: Vec<(PathBuf, u32)> = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let path = p.path();
+        let is_postgres = fs::read_link(path.join("exe"))
+            .ok()
+            .and_then(|e| e.file_name().map(|n| n == "postgres"))
+            .unwrap_or(false);
+        if !is_postgres {
+            continue;
+        }
+        let Ok(dir) = fs::read_link(path.join("cwd")) else {
+            continue;
+        };
+        if out.iter().any(|(d, _)| d == &dir) {
+            continue;
+        }
+        if let Some(pid) = postmaster_pid(&dir) {
+            out.push((dir, pid));
+        }
+    }
+    out
+}
+
+/// The pid in `data_dir/postmaster.pid`, if that process lives.
+fn postmaster_pid(data_dir: &Path) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// Where the running server of `data_dir` writes its output (`pg_ctl -l`), if a file.
+fn current_log(data_dir: &Path) -> Option<PathBuf> {
+    let pid = postmaster_pid(data_dir)?;
+    let out = fs::read_link(format!("/proc/{pid}/fd/2")).ok()?;
+    (out.is_absolute() && fs::metadata(&out).is_ok_and(|m| m.is_file())).then_some(out)
 }
 
 impl PgCtl {
-    /// For the server of `data_dir`, reading how it was started.
-    pub fn new(data_dir: &Path, bin_dir: Option<PathBuf>, log_file: PathBuf) -> Self {
+    /// For the server of `data_dir`, reading how it was started and where its output goes
+    /// (`fallback_log` when that cannot be told).
+    pub fn new(data_dir: &Path, bin_dir: Option<PathBuf>, fallback_log: PathBuf) -> Self {
         let server_options = fs::read_to_string(data_dir.join("postmaster.opts"))
             .map(|s| server_options(&s))
             .unwrap_or_default();
-        PgCtl {
+        let mut ctl = PgCtl {
             data_dir: data_dir.to_path_buf(),
             bin_dir,
             server_options,
-            log_file,
-        }
+            log_file: current_log(data_dir).unwrap_or(fallback_log),
+            was_running: false,
+        };
+        ctl.was_running = ctl.running();
+        ctl
     }
 
     fn command(&self) -> Result<Command> {
@@ -222,6 +282,16 @@ impl PgCtl {
             })
             .map_or_else(|| PathBuf::from("pg_ctl"), |d| d.join("pg_ctl"));
         let mut c = Command::new(bin);
+        // The server gets an environment of its own, not the action's (no JUJU_*, no hook
+        // tools on PATH): what a service manager would give it.
+        c.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+        for (k, v) in std::env::vars_os() {
+            let k_text = k.to_string_lossy();
+            if k_text == "LANG" || k_text == "TZ" || k_text.starts_with("LC_") {
+                c.env(k, v);
+            }
+        }
         c.arg("-D").arg(&self.data_dir);
         if nix::unistd::geteuid().is_root() && meta.uid() != 0 {
             c.uid(meta.uid()).gid(meta.gid());
@@ -253,12 +323,13 @@ impl PgCtl {
         .map(drop)
     }
 
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server, if it ran when the restore began, and waits until it accepts
+    /// connections.
     ///
     /// # Errors
     /// When `pg_ctl start` fails; the server's log says why.
     pub fn start(&self) -> Result<()> {
-        if self.running() {
+        if !self.was_running || self.running() {
             return Ok(());
         }
         let log = fs::OpenOptions::new()
