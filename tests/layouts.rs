@@ -192,3 +192,141 @@ fn a_path_that_is_a_mount_point_is_restored_inside_it() {
         .collect();
     assert!(beside.is_empty(), "{beside:?}");
 }
+
+fn listed(h: &Harness) -> Vec<serde_json::Value> {
+    let out = h
+        .run_action(&charm(), action("list-backups").param("format", "json"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(out.results["backups"].as_str().unwrap()).unwrap();
+    v["backups"].as_array().unwrap().clone()
+}
+
+#[test]
+fn the_units_own_directories_inside_paths_are_refused_or_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let agent = root.join("agents/unit-app-0");
+    fs::create_dir_all(agent.join("charm")).unwrap();
+    write_tree(
+        &root,
+        &[("data.txt", "v1"), ("agents/unit-app-0/agent.conf", "conf")],
+    );
+    let base = harness(tmp.path(), &root).charm_dir(agent.join("charm"));
+
+    // The store inside the paths: blocked, and refused before anything is written.
+    let inside_store = root.join("backups");
+    let h = base
+        .clone()
+        .config("local-store", inside_store.display().to_string());
+    let status = h.run_hook(&charm(), "update-status").status;
+    assert_eq!(status.0, "blocked", "{status:?}");
+    assert!(status.1.contains("local-store"), "{status:?}");
+    let e = h
+        .run_action(&charm(), action("create-backup"))
+        .expect_err("the store is inside the paths");
+    assert!(
+        e.message.contains("set local-store to a directory outside"),
+        "{}",
+        e.message
+    );
+    assert!(!inside_store.exists());
+
+    // A snapshot target inside the paths.
+    let h = base.clone();
+    let e = h
+        .run_action(
+            &charm(),
+            action("snapshot").param("target", root.join("snaps").display().to_string()),
+        )
+        .expect_err("the target is inside the paths");
+    assert!(e.message.contains("target"), "{}", e.message);
+    assert!(!root.join("snaps").exists());
+
+    // Backups leave the agent's directory (and our state in it) out, saying so.
+    let out = h.run_action(&charm(), action("create-backup")).unwrap();
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.starts_with(&format!("left out {}", agent.display()))),
+        "{:?}",
+        out.logs
+    );
+    let first = out.results["backup-id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    h.run_action(&charm(), action("create-backup")).unwrap();
+    assert_eq!(listed(&h).len(), 2);
+
+    fs::write(root.join("data.txt"), "v2").unwrap();
+    fs::write(agent.join("marker"), "written after the backup").unwrap();
+    let before = listing(&root);
+    // A pre-restore target inside the paths is refused, nothing touched.
+    let e = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("backup-id", first.as_str())
+                .param("target", root.join("pre").display().to_string()),
+        )
+        .expect_err("the pre-restore target is inside the paths");
+    assert!(e.message.contains("target"), "{}", e.message);
+    assert_eq!(listing(&root), before);
+
+    h.run_action(
+        &charm(),
+        action("restore")
+            .param("backup-id", first.as_str())
+            .param("target", tmp.path().join("saved").display().to_string()),
+    )
+    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    assert_eq!(fs::read_to_string(root.join("data.txt")).unwrap(), "v1");
+    assert_eq!(
+        fs::read_to_string(agent.join("marker")).unwrap(),
+        "written after the backup",
+        "the agent's directory is never replaced"
+    );
+    assert_eq!(
+        fs::read_to_string(agent.join("agent.conf")).unwrap(),
+        "conf"
+    );
+    assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+    assert_eq!(listed(&h).len(), 2, "both backups are still there");
+}
+
+#[test]
+fn a_symlinked_path_is_backed_up_and_restored_where_it_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("volume/app-data");
+    write_tree(&real, &[("a.txt", "a v1"), ("sub/b.txt", "b v1")]);
+    let link = tmp.path().join("app");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // With a trailing slash, and listed twice.
+    let paths = format!("{}/ {}/.", link.display(), link.display());
+    let h = harness(tmp.path(), Path::new("")).config("paths", paths);
+    let out = h
+        .run_action(
+            &charm(),
+            action("snapshot").param("target", tmp.path().join("snaps").display().to_string()),
+        )
+        .unwrap_or_else(|e| panic!("snapshot failed: {} {:?}", e.message, e.logs));
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains("(a symlink): backing up")),
+        "{:?}",
+        out.logs
+    );
+    let snap = out.results["snapshot"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let want = listing(&real);
+    write_tree(&real, &[("a.txt", "a v2"), ("c.txt", "new")]);
+    restore(&h, tmp.path(), &snap);
+    assert_eq!(fs::read_link(&link).unwrap(), real, "the link is kept");
+    assert_eq!(listing(&real), want);
+    assert_eq!(
+        leftovers(tmp.path().join("volume").as_path()),
+        Vec::<PathBuf>::new()
+    );
+}

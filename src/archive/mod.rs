@@ -36,7 +36,7 @@ mod writer;
 pub use extract::{ExtractOptions, ExtractStats, SideSink, extract, is_root};
 pub use hash::{HashingReader, HashingWriter, hex};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
-pub use output::{AtomicFile, create_private_dir};
+pub use output::{AtomicFile, create_private_dir, remove_partials};
 pub use reader::{
     ArchiveInfo, ChecksumCheck, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of,
     verify, verify_file,

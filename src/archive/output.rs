@@ -136,3 +136,28 @@ impl Write for AtomicFile {
         self.temp.flush()
     }
 }
+
+/// Removes what an [`AtomicFile`] for `dir/name` left behind when its process was killed
+/// (`.name.<random>.partial`); returns how many.
+///
+/// # Errors
+/// When `dir` cannot be listed or a file removed.
+pub fn remove_partials(dir: &Path, name: &str) -> std::io::Result<usize> {
+    let prefix = format!(".{name}.");
+    let mut n = 0;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&prefix) && file.ends_with(".partial") {
+            std::fs::remove_file(e.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::Limits;
 use crate::charm::config::CharmConfig;
+use crate::charm::own_dirs;
 use crate::charm::progress::ActionProgress;
 use crate::charm::s3::s3_options;
 use crate::commands::create_backup::{
@@ -29,8 +30,20 @@ pub fn state_dir(ctx: &Context) -> PathBuf {
 }
 
 fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptions, BoxError> {
-    let mut o = SnapshotOptions::new(config.paths());
+    let paths = config.paths();
+    for (configured, resolved) in config.resolved_paths() {
+        ctx.log(&format!(
+            "path {configured} resolves to {} (a symlink): backing up {}",
+            resolved.display(),
+            resolved.display()
+        ));
+    }
+    let mut o = SnapshotOptions::new(paths.clone());
     o.exclude = config.exclude();
+    for (pattern, line) in own_dirs::agent_excludes(ctx, &paths) {
+        ctx.log(&line);
+        o.exclude.push(pattern);
+    }
     o.compression = config.compression()?;
     o.compression_threads = config.compression_threads()?;
     o.unit = ctx.juju().workload_unit().to_string();
@@ -40,11 +53,19 @@ fn snapshot_options(ctx: &Context, config: &CharmConfig) -> Result<SnapshotOptio
     Ok(o)
 }
 
-/// The backup store: the `s3-parameters` bucket when related, else the local store.
-fn open_store(ctx: &Context, config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
+/// The backup store: the `s3-parameters` bucket when related, else the local store (which
+/// must not be inside the configured paths).
+pub(crate) fn open_store(ctx: &Context, config: &CharmConfig) -> Result<Box<dyn Store>, BoxError> {
     match s3_options(ctx)? {
         Some((_, o)) => Ok(Box::new(S3Store::open(&o)?)),
-        None => Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?)),
+        None => {
+            own_dirs::refuse_inside(
+                "local-store",
+                Path::new(&config.local_store),
+                &config.paths(),
+            )?;
+            Ok(Box::new(LocalStore::open(Path::new(&config.local_store))?))
+        }
     }
 }
 
@@ -105,6 +126,7 @@ impl Action for Snapshot {
 
     fn run(&self, ctx: &mut Context, p: SnapshotParams) -> Result<SnapshotResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
+        let _lock = crate::commands::lock::OperationLock::acquire(&state_dir(ctx), "snapshot")?;
         let options = snapshot_options(ctx, &config)?;
         let target = PathBuf::from(&p.target);
         if !target.is_absolute() {
@@ -114,6 +136,7 @@ impl Action for Snapshot {
             ))
             .into());
         }
+        own_dirs::refuse_inside("target", &target, &options.paths)?;
         let name = snapshot_file_name(ctx.juju().app_name(), options.compression);
         let progress = ActionProgress::new(ctx);
         let stats = snapshot(&target, &name, &options, &progress)?;
@@ -215,6 +238,13 @@ impl Action for Restore {
 
     fn run(&self, ctx: &mut Context, p: RestoreParams) -> Result<RestoreResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
+        if !p.skip_backup {
+            own_dirs::refuse_inside("target", Path::new(&p.target), &config.paths())?;
+        }
+        if let Some(path) = &p.path {
+            own_dirs::refuse_inside("path", Path::new(path), &config.paths())
+                .map_err(|e| Error::invalid(format!("{e} (copy the archive out first)")))?;
+        }
         let mut expected = p.sha256.clone();
         let source: PathBuf = if let Some(id) = &p.backup_id {
             let store = open_store(ctx, &config)?;
@@ -267,6 +297,7 @@ impl Action for Restore {
             },
             etcd: config.etcd_restore(),
             postgresql: config.postgresql(ctx)?,
+            keep: own_dirs::agent_dirs(ctx),
             logical: LogicalRestoreOptions {
                 terminate_sessions: p.terminate_sessions,
                 restore_roles: p.restore_roles,

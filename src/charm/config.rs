@@ -1,6 +1,6 @@
 //! The charm's config options, typed and checked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -152,9 +152,29 @@ impl CharmConfig {
         ctx.config()
     }
 
-    /// The paths to archive.
+    /// The paths to archive, normalised: symlinks resolved (a symlinked path is backed up,
+    /// and restored, where it points), `.` and trailing slashes dropped, each once.
     pub fn paths(&self) -> Vec<PathBuf> {
-        words(&self.paths).into_iter().map(PathBuf::from).collect()
+        let mut out: Vec<PathBuf> = Vec::new();
+        for w in words(&self.paths) {
+            let p = crate::charm::own_dirs::normalize(Path::new(&w));
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// `(configured, resolved)` for each path that is or goes through a symlink.
+    pub fn resolved_paths(&self) -> Vec<(String, PathBuf)> {
+        words(&self.paths)
+            .into_iter()
+            .filter_map(|w| {
+                let lexical = crate::charm::own_dirs::normalize_lexically(Path::new(&w));
+                let p = crate::charm::own_dirs::normalize(Path::new(&w));
+                (p != lexical).then_some((w, p))
+            })
+            .collect()
     }
 
     /// The exclude patterns.

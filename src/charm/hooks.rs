@@ -40,7 +40,21 @@ pub fn handle(ctx: &mut Context, hook: &str) -> Result<(), BoxError> {
 /// # Errors
 /// When the recovery fails; the journal is kept for the next try.
 pub fn recover_interrupted(ctx: &mut Context) -> Result<(), BoxError> {
-    if let Some(msg) = crate::commands::restore::recover(&crate::charm::actions::state_dir(ctx))? {
+    let state = crate::charm::actions::state_dir(ctx);
+    let mut said = Vec::new();
+    if let Some(msg) = crate::commands::restore::recover(&state)? {
+        said.push(msg);
+    }
+    if state.join("open-uploads").exists()
+        && let Ok(config) = CharmConfig::read(ctx)
+        && let Ok(store) = crate::charm::actions::open_store(ctx, &config)
+    {
+        said.extend(crate::commands::create_backup::sweep_interrupted(
+            store.as_ref(),
+            &state,
+        ));
+    }
+    for msg in said {
         ctx.log(&msg);
         ctx.debug_log(crate::juju::LogLevel::Warning, &msg);
     }
@@ -70,6 +84,12 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         } else {
             format!("s3://{}/{path}", o.bucket)
         };
+    } else if let Err(e) = crate::charm::own_dirs::refuse_inside(
+        "local-store",
+        std::path::Path::new(&config.local_store),
+        &config.paths(),
+    ) {
+        return Ok(Status::Blocked(e.to_string()));
     }
     let mut what: Vec<String> = config
         .paths

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod config;
 pub mod hooks;
+pub mod own_dirs;
 pub mod progress;
 pub mod s3;
 

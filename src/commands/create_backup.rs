@@ -58,6 +58,9 @@ pub struct BackupMetadata {
     pub tool: String,
     /// The operator's notes.
     pub notes: String,
+    /// What went wrong without stopping the backup (a file that changed while it was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What to back up and how.
@@ -169,8 +172,10 @@ impl OpenUploads {
         self.save(&lines)
     }
 
-    /// Aborts this store's recorded uploads; keeps those that cannot be aborted yet.
-    fn sweep(&self, store: &dyn Store, progress: &dyn Progress) {
+    /// Aborts this store's recorded uploads, marking the backups they belonged to failed;
+    /// keeps those that cannot be aborted yet. Returns what it did, for the log.
+    fn sweep(&self, store: &dyn Store, progress: &dyn Progress) -> Vec<String> {
+        let mut done = Vec::new();
         for line in self.lines() {
             let Some((url, key)) = line.split_once('\t') else {
                 continue;
@@ -180,10 +185,18 @@ impl OpenUploads {
             }
             match store.abort_incomplete(key) {
                 Ok(n) => {
-                    if n > 0 {
-                        progress.step(&format!(
-                            "aborted the unfinished upload of {url}, left by a backup that failed while the store was unreachable"
-                        ));
+                    let marked = mark_interrupted(store, key);
+                    if n > 0 || marked {
+                        let msg = format!(
+                            "removed the unfinished archive {url}, left by a create-backup that was interrupted{}",
+                            if marked {
+                                "; the backup is marked failed"
+                            } else {
+                                ""
+                            }
+                        );
+                        progress.step(&msg);
+                        done.push(msg);
                     }
                     let _ = self.remove(store, key);
                 }
@@ -193,7 +206,54 @@ impl OpenUploads {
                 )),
             }
         }
+        done
     }
+}
+
+/// Gives the backup whose archive is `archive_key` a `failed.json` saying it was interrupted,
+/// unless it has a sidecar already; returns whether it wrote one.
+fn mark_interrupted(store: &dyn Store, archive_key: &str) -> bool {
+    let Some(dir) = archive_key.rsplit_once('/').map(|(d, _)| d) else {
+        return false;
+    };
+    let Ok(listed) = store.list(&format!("{dir}/")) else {
+        return false;
+    };
+    if listed
+        .iter()
+        .any(|o| o.key.ends_with(METADATA_NAME) || o.key.ends_with(FAILED_NAME))
+    {
+        return false;
+    }
+    let id = dir.rsplit('/').next().unwrap_or(dir).to_string();
+    let meta = BackupMetadata {
+        id,
+        status:
+            "failed: interrupted before it finished (the action was killed or the machine stopped)"
+                .into(),
+        archive: archive_key.to_string(),
+        ..Default::default()
+    };
+    serde_json::to_vec_pretty(&meta)
+        .ok()
+        .is_some_and(|json| store.put(&format!("{dir}/{FAILED_NAME}"), &json).is_ok())
+}
+
+/// Cleans up after create-backups that were interrupted (killed, or the store was down):
+/// their unfinished archives are removed or aborted and the backups marked failed. Run by
+/// every hook and action, so nothing stays behind. Returns what it did, for the log.
+pub fn sweep_interrupted(store: &dyn Store, state_dir: &std::path::Path) -> Vec<String> {
+    let open = OpenUploads {
+        file: state_dir.join("open-uploads"),
+    };
+    if open.lines().is_empty() {
+        return Vec::new();
+    }
+    // Not while a backup runs: its own upload is open.
+    let Ok(_lock) = crate::commands::lock::OperationLock::acquire(state_dir, "clean-up") else {
+        return Vec::new();
+    };
+    open.sweep(store, &crate::progress::NoProgress)
 }
 
 /// Creates a backup in `store`.
@@ -213,13 +273,21 @@ pub fn create_backup(
         // Bad credentials fail here, before a backup id is taken.
         pg.connect()?;
     }
+    let _lock = if options.snapshot.scratch_dir.as_os_str().is_empty() {
+        None
+    } else {
+        Some(crate::commands::lock::OperationLock::acquire(
+            &options.snapshot.scratch_dir,
+            "create-backup",
+        )?)
+    };
     progress.step(&format!("checking the backup store {}", store.name()));
     probe(store)?;
     let open = (!options.snapshot.scratch_dir.as_os_str().is_empty()).then(|| OpenUploads {
         file: options.snapshot.scratch_dir.join("open-uploads"),
     });
     if let Some(o) = &open {
-        o.sweep(store, progress);
+        let _ = o.sweep(store, progress);
     }
     let mut started = now();
     let mut id = format_time(started);
@@ -282,6 +350,7 @@ pub fn create_backup(
             meta.sources = stats.manifest.sources.clone();
             meta.size = stats.bytes_written;
             meta.sha256 = stats.sha256.clone();
+            meta.warnings = stats.warnings.clone();
             let json = serde_json::to_vec_pretty(&meta).map_err(|e| {
                 Error::new(ErrorKind::Other, "cannot encode metadata").with_source(e)
             })?;

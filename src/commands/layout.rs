@@ -35,22 +35,41 @@ pub struct Plan {
 
 impl Plan {
     /// Plans the swap of `targets`, the first of which are the archive's `roots` (in the
-    /// same order), around the `mounts`: a target with no mount point at or below it is
-    /// renamed whole; one that is a mount point, or holds one, is swapped by its contents,
-    /// as is every directory on the way from it to each mount point below it, each staged on
-    /// its own filesystem.
-    pub fn new(targets: &[PathBuf], roots: &[String], mounts: &[PathBuf]) -> Plan {
+    /// same order), around the `mounts` and the directories to `keep` (never swapped, such
+    /// as the Juju agent's): a target with none of them at or below it is renamed whole; one
+    /// that is a mount point, or holds one or a kept directory, is swapped by its contents,
+    /// as is every directory on the way from it to each of them (a mount point included, a
+    /// kept directory not), each staged on its own filesystem.
+    pub fn new(
+        targets: &[PathBuf],
+        roots: &[String],
+        mounts: &[PathBuf],
+        keep: &[PathBuf],
+    ) -> Plan {
         let mut plan = Plan::default();
         for (i, t) in targets.iter().enumerate() {
-            let inner = fs::canonicalize(t)
-                .map(|c| {
-                    mounts_within(&c, mounts)
-                        .into_iter()
-                        .filter_map(|m| m.strip_prefix(&c).ok().map(Path::to_path_buf))
-                        .collect::<Vec<_>>()
+            let canonical = fs::canonicalize(t).ok();
+            let within = |list: Vec<PathBuf>| -> Vec<PathBuf> {
+                canonical.as_ref().map_or_else(Vec::new, |c| {
+                    list.into_iter()
+                        .filter_map(|m| m.strip_prefix(c).ok().map(Path::to_path_buf))
+                        .collect()
                 })
-                .unwrap_or_default();
-            if inner.is_empty() {
+            };
+            let inner = within(mounts_within(canonical.as_deref().unwrap_or(t), mounts));
+            let kept = within(
+                keep.iter()
+                    .map(|k| fs::canonicalize(k).unwrap_or_else(|_| k.clone()))
+                    .collect(),
+            );
+            if kept.iter().any(|k| k.as_os_str().is_empty()) {
+                // The whole target is to be kept: nothing of it is swapped.
+                if i < roots.len() {
+                    plan.staging.push(t.join(INSIDE_NEW));
+                }
+                continue;
+            }
+            if inner.is_empty() && kept.is_empty() {
                 let unit = JournalPath::new(t.clone(), fs::symlink_metadata(t).is_ok());
                 if i < roots.len() {
                     plan.staging.push(unit.staging());
@@ -67,15 +86,25 @@ impl Plan {
                     dirs.insert(d.clone());
                 }
             }
+            for k in &kept {
+                let mut d = PathBuf::new();
+                for c in k.parent().into_iter().flat_map(Path::components) {
+                    d.push(c);
+                    dirs.insert(d.clone());
+                }
+            }
             let archive_root = roots
                 .get(i)
                 .map(|r| PathBuf::from(r.trim_start_matches('/')));
             for rel in &dirs {
-                let pinned: Vec<PathBuf> = dirs
+                let mut pinned: Vec<PathBuf> = dirs
                     .iter()
+                    .chain(&kept)
                     .filter(|d| d.parent() == Some(rel.as_path()) && !d.as_os_str().is_empty())
                     .filter_map(|d| d.file_name().map(PathBuf::from))
                     .collect();
+                pinned.sort();
+                pinned.dedup();
                 let unit = JournalPath::inside(t.join(rel), pinned);
                 if rel.as_os_str().is_empty() {
                     if i < roots.len() {
@@ -137,7 +166,7 @@ mod tests {
         let plain = root.join("plain");
         let mounts = vec![PathBuf::from("/"), app.join("a/vol")];
         let roots = vec![app.display().to_string(), plain.display().to_string()];
-        let plan = Plan::new(&[app.clone(), plain.clone()], &roots, &mounts);
+        let plan = Plan::new(&[app.clone(), plain.clone()], &roots, &mounts, &[]);
         let paths: Vec<&Path> = plan.units.iter().map(|u| u.path.as_path()).collect();
         assert_eq!(
             paths,
@@ -168,5 +197,36 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn kept_directories_are_pinned_and_never_swapped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = fs::canonicalize(tmp.path()).unwrap().join("var-lib");
+        fs::create_dir_all(lib.join("juju/agents/unit-x-0")).unwrap();
+        let roots = vec![lib.display().to_string()];
+        let keep = [lib.join("juju/agents/unit-x-0")];
+        let plan = Plan::new(std::slice::from_ref(&lib), &roots, &[], &keep);
+        let units: Vec<(&Path, &Vec<PathBuf>)> = plan
+            .units
+            .iter()
+            .map(|u| (u.path.as_path(), &u.inside.as_ref().unwrap().pinned))
+            .collect();
+        assert_eq!(
+            units,
+            [
+                (lib.as_path(), &vec![PathBuf::from("juju")]),
+                (&*lib.join("juju"), &vec![PathBuf::from("agents")]),
+                (&*lib.join("juju/agents"), &vec![PathBuf::from("unit-x-0")]),
+            ]
+        );
+        // A target that is itself kept is not swapped at all.
+        let plan = Plan::new(
+            std::slice::from_ref(&lib),
+            &roots,
+            &[],
+            std::slice::from_ref(&lib),
+        );
+        assert!(plan.units.is_empty());
     }
 }

@@ -5,9 +5,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::commands::create_backup::{
-    BACKUP_PREFIX, BackupMetadata, FAILED_NAME, METADATA_NAME, format_time,
-};
+use crate::commands::create_backup::{BACKUP_PREFIX, BackupMetadata, FAILED_NAME, METADATA_NAME};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -20,7 +18,8 @@ pub struct BackupRow {
     /// `full`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `finished`, `failed: <why>` or `in progress`.
+    /// `finished` (`finished, 2 warnings`), `damaged: <why>`, `failed: <why>` or
+    /// `in progress`.
     pub status: String,
     /// Archive size in bytes.
     pub size_bytes: u64,
@@ -48,18 +47,25 @@ pub struct ListBackupsStats {
     pub backups: Vec<BackupRow>,
 }
 
-/// Lists the backups in `store` from one (paginated) listing: finished and in-progress backups
-/// need no further request; a failed one costs one read, for the reason.
+/// Lists the backups in `store` from one (paginated) listing plus each backup's sidecar: a
+/// finished backup's archive is checked against the size its metadata records (a missing or
+/// short archive is `damaged`, not `finished`), and its warnings are counted.
 ///
 /// # Errors
 /// When the store cannot be listed.
 pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
     #[derive(Default)]
     struct Seen {
-        finished: Option<Option<jiff::Timestamp>>,
+        finished: Option<String>,
         failed: Option<String>,
         archive_bytes: u64,
+        objects: BTreeMap<String, u64>,
     }
+    let read = |key: &str| -> Option<BackupMetadata> {
+        let mut buf = Vec::new();
+        store.open(key).ok()?.read_to_end(&mut buf).ok()?;
+        serde_json::from_slice(&buf).ok()
+    };
     let objects = store.list(BACKUP_PREFIX)?;
     let mut by_id: BTreeMap<String, Seen> = BTreeMap::new();
     for o in objects {
@@ -72,9 +78,12 @@ pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
         };
         let e = by_id.entry(id.to_string()).or_default();
         match name {
-            METADATA_NAME => e.finished = Some(o.modified),
+            METADATA_NAME => e.finished = Some(o.key.clone()),
             FAILED_NAME => e.failed = Some(o.key.clone()),
-            _ => e.archive_bytes += o.size,
+            _ => {
+                e.archive_bytes += o.size;
+                e.objects.insert(o.key.clone(), o.size);
+            }
         }
     }
     let mut backups = Vec::with_capacity(by_id.len());
@@ -87,17 +96,17 @@ pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
             backup_id: id,
             ..Default::default()
         };
-        if let Some(modified) = seen.finished {
-            // Everything the table needs is in the listing: no read per backup.
-            row.status = "finished".into();
-            row.finished = modified.map(format_time).unwrap_or_default();
+        if let Some(key) = seen.finished {
+            match read(&key) {
+                Some(m) => {
+                    row.status = finished_status(&m, &seen.objects);
+                    row.finished = m.finished;
+                }
+                None => row.status = "damaged: its metadata cannot be read".into(),
+            }
         } else if let Some(key) = seen.failed {
-            // Failures are rare; read why.
-            let meta: Option<BackupMetadata> = (|| {
-                let mut buf = Vec::new();
-                store.open(&key).ok()?.read_to_end(&mut buf).ok()?;
-                serde_json::from_slice(&buf).ok()
-            })();
+            // Read why.
+            let meta = read(&key);
             row.status = meta
                 .as_ref()
                 .map_or_else(|| "failed".into(), |m| m.status.clone());
@@ -114,6 +123,26 @@ pub fn list_backups(store: &dyn Store) -> Result<ListBackupsStats> {
         total: backups.len(),
         backups,
     })
+}
+
+/// The status of a backup with metadata `m`, whose archive the listing shows in `objects`.
+fn finished_status(m: &BackupMetadata, objects: &BTreeMap<String, u64>) -> String {
+    match objects.get(&m.archive) {
+        None => "damaged: its archive is missing".into(),
+        Some(&n) if n != m.size => {
+            format!(
+                "damaged: its archive is {n} bytes, its metadata says {}",
+                m.size
+            )
+        }
+        Some(_) if m.warnings.is_empty() => m.status.clone(),
+        Some(_) => format!(
+            "{}, {} warning{}",
+            m.status,
+            m.warnings.len(),
+            if m.warnings.len() == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 /// Bytes as people read them: `68K`, `1.2M`, `3.4G` (powers of 1024, like `du -h`).

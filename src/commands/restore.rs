@@ -55,6 +55,9 @@ pub struct RestoreOptions {
     pub postgresql: Option<Postgres>,
     /// How a logical PostgreSQL restore treats sessions and existing roles.
     pub logical: LogicalRestoreOptions,
+    /// Directories never replaced, even inside a restored path (the Juju agent's, which holds
+    /// the unit's state and this restore's journal).
+    pub keep: Vec<PathBuf>,
 }
 
 /// What a restore did.
@@ -242,7 +245,12 @@ fn restore_open(
         paths: targets.clone(),
         ..Default::default()
     };
-    let plan = Plan::new(&targets, &manifest.roots(), &mounts::mount_points());
+    let plan = Plan::new(
+        &targets,
+        &manifest.roots(),
+        &mounts::mount_points(),
+        &options.keep,
+    );
     let mut journal = Journal::new(
         Phase::Staging,
         archive.display().to_string(),
