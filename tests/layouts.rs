@@ -330,3 +330,111 @@ fn a_symlinked_path_is_backed_up_and_restored_where_it_points() {
         Vec::<PathBuf>::new()
     );
 }
+
+#[test]
+fn fifos_and_devices_come_back_and_sockets_stay() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    write_tree(&app, &[("run/keep.txt", "v1")]);
+    let fifo = app.join("run/queue");
+    let dev = app.join("dev-null");
+    let sock = app.join("run/app.sock");
+    assert!(
+        Command::new("mkfifo")
+            .arg("-m")
+            .arg("640")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("mknod")
+            .args(["-m", "600"])
+            .arg(&dev)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let h = harness(tmp.path(), &app);
+    let snap = snapshot(&h, tmp.path());
+    let want = listing(&app);
+
+    // A listening socket appears after the backup; the FIFO and the device are removed.
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fs::remove_file(&fifo).unwrap();
+    fs::remove_file(&dev).unwrap();
+    fs::write(app.join("run/keep.txt"), "v2").unwrap();
+
+    // Device nodes need the operator's word.
+    let e = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("path", snap.as_str())
+                .param("skip-backup", true),
+        )
+        .expect_err("device nodes are refused unless allowed");
+    assert!(e.message.contains("allow-devices=true"), "{}", e.message);
+
+    h.run_action(
+        &charm(),
+        action("restore")
+            .param("path", snap.as_str())
+            .param("skip-backup", true)
+            .param("allow-devices", true),
+    )
+    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    let m = fs::symlink_metadata(&fifo).unwrap();
+    assert!(m.file_type().is_fifo());
+    assert_eq!(m.mode() & 0o7777, 0o640);
+    let m = fs::symlink_metadata(&dev).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.rdev(), fs::metadata("/dev/null").unwrap().rdev());
+    assert_eq!(fs::read_to_string(app.join("run/keep.txt")).unwrap(), "v1");
+    // The live socket is still there, and still the one being listened on.
+    assert!(fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+    let client = std::os::unix::net::UnixStream::connect(&sock);
+    assert!(client.is_ok(), "{client:?}");
+    drop(listener);
+    fs::remove_file(&sock).unwrap();
+    assert_eq!(listing(&app), want, "every file, FIFO and device as it was");
+}
+
+#[test]
+fn a_sparse_file_comes_back_sparse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    // 16 MiB apparent, a few KiB of data at the start, the middle and the end.
+    let img = app.join("disk.img");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::File::create(&img).unwrap();
+        f.write_all(b"boot sector").unwrap();
+        f.seek(SeekFrom::Start(8 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        f.set_len(16 << 20).unwrap();
+        f.seek(SeekFrom::Start((16 << 20) - 4)).unwrap();
+        f.write_all(b"tail").unwrap();
+    }
+    let allocated = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
+    assert!(
+        allocated(&img) < 1 << 20,
+        "the test file is sparse to begin with"
+    );
+    let h = harness(tmp.path(), &app);
+    let snap = snapshot(&h, tmp.path());
+    let want = listing(&app);
+    fs::write(&img, "overwritten").unwrap();
+    restore(&h, tmp.path(), &snap);
+    assert_eq!(listing(&app), want, "the same bytes");
+    assert_eq!(fs::metadata(&img).unwrap().len(), 16 << 20);
+    assert!(
+        allocated(&img) < 1 << 20,
+        "restored sparse: {} bytes allocated",
+        allocated(&img)
+    );
+}

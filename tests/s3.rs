@@ -211,9 +211,19 @@ fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
             .count()
     };
     assert_eq!(open_uploads(), 1);
+    // The next action aborts it before its own work, and says so.
     let listed = h
         .run_action(&charm(), action("list-backups").param("format", "json"))
         .unwrap();
+    assert!(
+        listed
+            .logs
+            .iter()
+            .any(|l| l.starts_with("aborted the unfinished upload of s3://backups/backup/")),
+        "{:?}",
+        listed.logs
+    );
+    assert_eq!(open_uploads(), 0, "no multipart upload is left open");
     let list: serde_json::Value =
         serde_json::from_str(listed.results["backups"].as_str().unwrap()).unwrap();
     for b in list["backups"].as_array().unwrap() {
@@ -222,21 +232,12 @@ fn the_s3_server_dying_mid_upload_fails_the_backup_cleanly() {
             "a failed upload is never listed as finished: {b}"
         );
     }
-    // The next backup aborts it, and says so.
     for i in 0..6 {
         fs::remove_file(data.join(format!("part{i}.bin"))).unwrap();
     }
     fs::write(data.join("small"), "x").unwrap();
-    let out = h
-        .run_action(&charm(), action("create-backup"))
+    h.run_action(&charm(), action("create-backup"))
         .unwrap_or_else(|e| panic!("{}", e.message));
-    assert!(
-        out.logs
-            .iter()
-            .any(|l| l.starts_with("aborted the unfinished upload of s3://backups/backup/")),
-        "{:?}",
-        out.logs
-    );
     assert_eq!(open_uploads(), 0, "no multipart upload is left open");
 }
 

@@ -101,7 +101,7 @@ fn a_create_backup_killed_at_any_point_leaves_nothing_behind() {
         );
         said += usize::from(
             String::from_utf8_lossy(&[out.stdout.as_slice(), &out.stderr].concat())
-                .contains("removed the unfinished archive"),
+                .contains("aborted the unfinished upload of"),
         );
         let files = store_files(&store);
         assert!(

@@ -117,22 +117,46 @@ fn copy_in_blocks(
     block: &mut [u8],
     dest: &Path,
 ) -> Result<u64> {
-    use std::io::Write as _;
+    use std::io::{Seek as _, Write as _};
+    let failed = |e| {
+        Error::io(
+            "cannot write a file while restoring (is the filesystem full?)",
+            dest,
+            e,
+        )
+    };
     let mut total = 0;
+    // Runs of zeros are left as holes, so a sparse file (a VM image, a database's
+    // preallocated segment) comes back sparse instead of filling the disk.
+    let mut hole = false;
     loop {
         let n = crate::archive::fill(entry, block).map_err(stream_err)?;
         if n == 0 {
+            if hole {
+                f.set_len(total).map_err(failed)?;
+            }
             return Ok(total);
         }
-        f.write_all(&block[..n]).map_err(|e| {
-            Error::io(
-                "cannot write a file while restoring (is the filesystem full?)",
-                dest,
-                e,
-            )
-        })?;
-        total += n as u64;
+        for chunk in block[..n].chunks(HOLE_CHUNK) {
+            if chunk.len() == HOLE_CHUNK && is_zero(chunk) {
+                f.seek(io::SeekFrom::Current(chunk.len() as i64))
+                    .map_err(failed)?;
+                hole = true;
+            } else {
+                f.write_all(chunk).map_err(failed)?;
+                hole = false;
+            }
+            total += chunk.len() as u64;
+        }
     }
+}
+
+/// The unit of hole detection: a filesystem block or a multiple of it.
+const HOLE_CHUNK: usize = 64 << 10;
+
+fn is_zero(b: &[u8]) -> bool {
+    // An OR over each 64-byte run vectorises; the runs stop at the first non-zero one.
+    b.chunks(64).all(|c| c.iter().fold(0, |a, &x| a | x) == 0)
 }
 
 /// Gives a written file its owner (first: a change of owner clears set-user-ID bits), mode
@@ -397,6 +421,23 @@ pub fn extract(
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();
                     std::os::unix::fs::symlink(&target, &dest)
                         .at("cannot create a symlink while restoring", &dest)?;
+                }
+                T::Fifo | T::Char | T::Block => {
+                    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+                    let kind = match h.entry_type() {
+                        T::Fifo => SFlag::S_IFIFO,
+                        T::Char => SFlag::S_IFCHR,
+                        _ => SFlag::S_IFBLK,
+                    };
+                    let dev = makedev(
+                        h.device_major().ok().flatten().unwrap_or(0).into(),
+                        h.device_minor().ok().flatten().unwrap_or(0).into(),
+                    );
+                    mknod(&dest, kind, Mode::from_bits_truncate(0o600), dev)
+                        .map_err(std::io::Error::from)
+                        .at("cannot create a special file while restoring", &dest)?;
+                    fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+                        .at("cannot set the mode", &dest)?;
                 }
                 T::Link => {
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();

@@ -26,6 +26,9 @@ pub struct Limits {
     /// would let the restored application write outside its data. Entries beneath a symlink
     /// are refused either way, so extraction never writes through one.
     pub allow_external_symlinks: bool,
+    /// Accept character and block device nodes (restored only as root). Off by default: a
+    /// device node in a hostile archive could open a disk to every user.
+    pub allow_devices: bool,
 }
 
 impl Default for Limits {
@@ -35,6 +38,7 @@ impl Default for Limits {
             max_entry_bytes: 1 << 40,
             max_total_bytes: 4 << 40,
             allow_external_symlinks: false,
+            allow_devices: false,
         }
     }
 }
@@ -286,9 +290,11 @@ impl Rules {
                     )));
                 }
             }
+            T::Fifo => {}
+            T::Char | T::Block if self.limits.allow_devices && crate::archive::is_root() => {}
             T::Char | T::Block => {
                 return Err(integrity(format!(
-                    "entry {shown:?} is a device file: refusing the archive"
+                    "entry {shown:?} is a device file: refusing the archive; if you trust it, restore again as root with allow-devices=true"
                 )));
             }
             other => {

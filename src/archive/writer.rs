@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::archive::hash::HashingWriter;
@@ -397,8 +397,8 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
 
     /// Appends a file, directory or symlink tree rooted at the absolute path `root`, leaving
     /// out what `exclude` matches. Entries are named by their absolute path without the
-    /// leading `/`, as GNU tar names them. Modes, owners, mtimes, symlinks, hard links and
-    /// empty directories are kept; sockets, FIFOs and devices are skipped with a warning.
+    /// leading `/`, as GNU tar names them. Modes, owners, mtimes, symlinks, hard links, empty
+    /// directories, FIFOs and device nodes are kept; sockets are left out.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a relative root, [`ErrorKind::NotFound`] when the root
@@ -464,15 +464,26 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
                 self.stats.entries += 1;
             } else if ft.is_file() {
                 self.append_file(&path, &name, &meta, progress)?;
-            } else {
-                self.warn(
-                    progress,
-                    format!(
-                        "skipped special file (socket, FIFO or device): {}",
-                        path.display()
-                    ),
-                );
+            } else if ft.is_fifo() {
+                self.append_header_only(&name, &meta, tar::EntryType::Fifo)?;
+            } else if ft.is_char_device() || ft.is_block_device() {
+                let kind = if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                };
+                let mut h = self.header(&meta, kind);
+                let rdev = meta.rdev();
+                h.set_device_major(nix::sys::stat::major(rdev) as u32)
+                    .and_then(|()| h.set_device_minor(nix::sys::stat::minor(rdev) as u32))
+                    .map_err(write_err)?;
+                self.tar
+                    .append_data(&mut h, &name, io::empty())
+                    .map_err(write_err)?;
+                self.stats.entries += 1;
             }
+            // Sockets are made by the programs that listen on them; a restore leaves the
+            // existing ones in place.
         }
         Ok(())
     }
@@ -674,18 +685,17 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         meta: &Metadata,
         progress: &dyn Progress,
     ) -> Result<()> {
-        if meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key) {
-                let first = first.clone();
-                let mut h = self.header(meta, tar::EntryType::Link);
-                self.tar
-                    .append_link(&mut h, name, &first)
-                    .map_err(write_err)?;
-                self.stats.entries += 1;
-                return Ok(());
-            }
-            self.links.insert(key, name.to_path_buf());
+        let key = (meta.dev(), meta.ino());
+        if meta.nlink() > 1
+            && let Some(first) = self.links.get(&key)
+        {
+            let first = first.clone();
+            let mut h = self.header(meta, tar::EntryType::Link);
+            self.tar
+                .append_link(&mut h, name, &first)
+                .map_err(write_err)?;
+            self.stats.entries += 1;
+            return Ok(());
         }
         let file = match File::open(path) {
             Ok(f) => f,
@@ -698,6 +708,11 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             }
             Err(e) => return Err(Error::io("cannot open the file to archive", path, e)),
         };
+        // Only a name whose data is in the archive can be a link's target: one that vanished
+        // before it was opened would leave its twins linked to nothing.
+        if meta.nlink() > 1 {
+            self.links.insert(key, name.to_path_buf());
+        }
         let size = meta.len();
         let mut h = self.header(meta, tar::EntryType::Regular);
         let mut r = ExactReader {
@@ -763,6 +778,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn a_hard_link_whose_first_name_vanished_is_stored_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        std::fs::write(&a, "twin data").unwrap();
+        std::fs::hard_link(&a, &b).unwrap();
+        // The walk saw `a` (two links), then `a` was deleted before it was opened.
+        let meta_a = std::fs::symlink_metadata(&a).unwrap();
+        std::fs::remove_file(&a).unwrap();
+        let meta_b = std::fs::symlink_metadata(&b).unwrap();
+        let mut w =
+            ArchiveWriter::create(Vec::new(), &Manifest::default(), &ArchiveOptions::default())
+                .unwrap();
+        w.append_file(&a, Path::new("t/a"), &meta_a, &crate::progress::NoProgress)
+            .unwrap();
+        w.append_file(&b, Path::new("t/b"), &meta_b, &crate::progress::NoProgress)
+            .unwrap();
+        let (gz, stats) = w.finish().unwrap();
+        assert_eq!(stats.warnings.len(), 1, "{:?}", stats.warnings);
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+        let kinds: Vec<(String, tar::EntryType, u64)> = tar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                    e.size(),
+                )
+            })
+            .filter(|(n, _, _)| n.starts_with("t/"))
+            .collect();
+        assert_eq!(kinds, [("t/b".to_string(), tar::EntryType::Regular, 9)]);
+    }
 
     /// The archive of one 3 MiB entry written with `threads`, and the tar inside it.
     fn archive(threads: usize) -> (Vec<u8>, Vec<u8>) {

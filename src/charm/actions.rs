@@ -185,6 +185,9 @@ pub struct RestoreParams {
     /// Accept symlinks that point outside the restored paths.
     #[serde(default)]
     pub allow_external_symlinks: bool,
+    /// Accept device nodes in the archive (restored as root).
+    #[serde(default)]
+    pub allow_devices: bool,
     /// End other sessions on the databases a logical restore replaces.
     #[serde(default)]
     pub terminate_sessions: bool,
@@ -293,6 +296,7 @@ impl Action for Restore {
             unit: ctx.juju().workload_unit().to_string(),
             limits: Limits {
                 allow_external_symlinks: p.allow_external_symlinks,
+                allow_devices: p.allow_devices,
                 ..Limits::default()
             },
             etcd: config.etcd_restore(),

@@ -188,7 +188,7 @@ impl OpenUploads {
                     let marked = mark_interrupted(store, key);
                     if n > 0 || marked {
                         let msg = format!(
-                            "removed the unfinished archive {url}, left by a create-backup that was interrupted{}",
+                            "aborted the unfinished upload of {url}, left by a create-backup that did not finish{}",
                             if marked {
                                 "; the backup is marked failed"
                             } else {
@@ -229,7 +229,7 @@ fn mark_interrupted(store: &dyn Store, archive_key: &str) -> bool {
     let meta = BackupMetadata {
         id,
         status:
-            "failed: interrupted before it finished (the action was killed or the machine stopped)"
+            "failed: interrupted before it finished (the action was killed, the machine stopped or the store was unreachable)"
                 .into(),
         archive: archive_key.to_string(),
         ..Default::default()

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -350,7 +350,7 @@ impl Journal {
     }
 
     /// Moves the subtrees of each path's old data that `excludes` matches (what the backup
-    /// left out, such as MAAS's boot resources) into its staging tree, recording them first so
+    /// left out, such as MAAS's boot resources), and its sockets, into its staging tree, recording them first so
     /// that a roll-back, even after a kill, moves them back. Only subtrees whose parent
     /// directory the staging tree has, and which it does not hold itself, are moved.
     ///
@@ -361,9 +361,6 @@ impl Journal {
         excludes: &crate::archive::Excludes,
         state_dir: &Path,
     ) -> Result<usize> {
-        if excludes.patterns().is_empty() {
-            return Ok(0);
-        }
         for p in &mut self.paths {
             let new = p.staging();
             if !p.had_old || !exists(&new) {
@@ -455,7 +452,8 @@ fn excluded_in(
             {
                 continue;
             }
-            if excludes.matches(&path) {
+            // Sockets are never archived: the live ones stay where they are.
+            if excludes.matches(&path) || e.file_type().is_ok_and(|t| t.is_socket()) {
                 if let Ok(rel) = path.strip_prefix(root) {
                     found.push(rel.to_path_buf());
                 }

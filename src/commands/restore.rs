@@ -390,7 +390,7 @@ fn restore_open(
     match Excludes::new(&excluded).and_then(|x| journal.carry_excluded(&x, &options.state_dir)) {
         Ok(0) => {}
         Ok(n) => progress.step(&format!(
-            "kept {n} excluded subtree(s) of the existing data (the backup left them out)"
+            "kept {n} excluded subtree(s) and socket(s) of the existing data (the backup left them out)"
         )),
         Err(e) => return Err(undo(&journal, e, "cannot keep the excluded subtrees")),
     }

@@ -25,6 +25,17 @@ pub fn listing(root: &Path) -> Vec<(PathBuf, String)> {
                 rel,
                 format!("link {}", fs::read_link(&d).unwrap().display()),
             ));
+        } else if !m.is_dir() && !m.is_file() {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let t = m.file_type();
+            let kind = if t.is_fifo() {
+                "fifo".to_string()
+            } else if t.is_socket() {
+                "socket".to_string()
+            } else {
+                format!("device {:x}", m.rdev())
+            };
+            out.push((rel, format!("{kind} {mode:o}")));
         } else if m.is_dir() {
             out.push((rel, format!("dir {mode:o}")));
             for e in fs::read_dir(&d).unwrap() {
