@@ -438,3 +438,115 @@ fn a_sparse_file_comes_back_sparse() {
         allocated(&img)
     );
 }
+
+fn tool(cmd: &str, args: &[&str], path: &Path) -> String {
+    let out = Command::new(cmd).args(args).arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn acls_extended_attributes_and_subsecond_mtimes_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    write_tree(
+        &app,
+        &[("conf/secret", "s3cr3t"), ("bin/tool", "#!/bin/sh\n")],
+    );
+    let secret = app.join("conf/secret");
+    let conf = app.join("conf");
+    let bin = app.join("bin/tool");
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    tool("setfacl", &["-m", "u:1000:r--,g::r--,m::r--"], &secret);
+    tool("setfacl", &["-d", "-m", "u:1000:rwx"], &conf);
+    tool(
+        "setfattr",
+        &["-n", "user.origin", "-v", "0x00ff0a3d"],
+        &secret,
+    );
+    tool("setfattr", &["-n", "trusted.note", "-v", "kept"], &secret);
+    tool(
+        "setfattr",
+        &["-n", "user.plain", "-v", "plain text"],
+        &secret,
+    );
+    tool("setcap", &["cap_net_bind_service=+ep"], &bin);
+    let touch = Command::new("touch")
+        .args(["-d", "2024-02-29 12:34:56.123456789"])
+        .arg(&secret)
+        .status()
+        .unwrap();
+    assert!(touch.success());
+    let facl = |p: &Path| tool("getfacl", &["-p", "-n"], p);
+    let fattr = |p: &Path| tool("getfattr", &["-d", "-m", "-", "-e", "hex"], p);
+    let before = (
+        facl(&secret),
+        facl(&conf),
+        fattr(&secret),
+        tool("getcap", &[], &bin),
+        fs::metadata(&secret).unwrap().mtime_nsec(),
+    );
+    assert!(
+        before.0.contains("user:1000:r--") && before.0.contains("mask::r--"),
+        "{}",
+        before.0
+    );
+
+    let h = harness(tmp.path(), &app);
+    let snap = snapshot(&h, tmp.path());
+    // GNU tar reads them back too.
+    let gnu = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--acls", "-tvzf", &snap])
+        .output()
+        .unwrap();
+    assert!(
+        gnu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gnu.stderr)
+    );
+
+    // Widen and strip everything, then restore.
+    tool("setfacl", &["-b"], &secret);
+    tool("setfacl", &["-k"], &conf);
+    tool("setfattr", &["-x", "user.origin"], &secret);
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    restore(&h, tmp.path(), &snap);
+
+    let after = (
+        facl(&secret),
+        facl(&conf),
+        fattr(&secret),
+        tool("getcap", &[], &bin),
+        fs::metadata(&secret).unwrap().mtime_nsec(),
+    );
+    assert_eq!(after, before);
+    assert_eq!(before.4, 123_456_789);
+
+    // And GNU tar puts the ACL and attributes back from our archive.
+    let out = tmp.path().join("gnu");
+    fs::create_dir_all(&out).unwrap();
+    let x = Command::new("tar")
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "-xzf",
+            &snap,
+            "-C",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let gnu_secret = out.join(secret.strip_prefix("/").unwrap());
+    let gnu_acl = facl(&gnu_secret);
+    assert!(
+        gnu_acl.contains("user:1000:r--") && gnu_acl.contains("mask::r--"),
+        "{gnu_acl}"
+    );
+    assert!(fattr(&gnu_secret).contains("user.plain=0x706c61696e2074657874"));
+}

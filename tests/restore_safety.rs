@@ -539,6 +539,16 @@ fn killing_a_restore_at_any_point_leaves_old_or_new_data_exactly() {
             .filter(|n| n.contains("charm-backup-") && !n.contains("charm-backup-trash-"))
             .collect();
         assert!(strays.is_empty(), "left behind after recovery: {strays:?}");
+        let partial: Vec<_> = fs::read_dir(u.tmp.path().join("pre"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(
+            partial.is_empty(),
+            "a partial save left behind: {partial:?}"
+        );
     }
     assert!(
         saw_old > 0 && saw_new > 0,

@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::archive::attrs::Attrs;
 use crate::archive::manifest::Manifest;
 use crate::archive::reader::{
     ArchiveInfo, Checked, Limits, Rules, finish_digest, open_stream, read_manifest, stream_err,
@@ -91,6 +92,7 @@ struct SmallFile {
     mode: u32,
     mtime: u64,
     owner: Option<(u32, u32)>,
+    attrs: Attrs,
 }
 
 impl SmallFile {
@@ -104,7 +106,14 @@ impl SmallFile {
                 e,
             )
         })?;
-        finish_file(&f, &self.dest, self.owner, self.mode, self.mtime)
+        finish_file(
+            &f,
+            &self.dest,
+            self.owner,
+            self.mode,
+            self.mtime,
+            &self.attrs,
+        )
     }
 }
 
@@ -167,14 +176,37 @@ fn finish_file(
     owner: Option<(u32, u32)>,
     mode: u32,
     mtime: u64,
+    attrs: &Attrs,
 ) -> Result<()> {
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::fchown(f, Some(uid), Some(gid)).at("cannot set the owner", dest)?;
     }
     f.set_permissions(fs::Permissions::from_mode(mode))
         .at("cannot set the mode", dest)?;
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+    attrs.apply(f, dest)?;
+    f.set_modified(mtime_of(mtime, attrs))
         .at("cannot set the mtime", dest)
+}
+
+fn mtime_of(secs: u64, attrs: &Attrs) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::new(secs, attrs.mtime_nsec)
+}
+
+/// The attributes an entry's PAX records carry (none when it has no extended header).
+fn entry_attrs<R: io::Read>(entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
+    let Some(exts) = entry.pax_extensions().map_err(stream_err)? else {
+        return Ok(Attrs::default());
+    };
+    let mut records = Vec::new();
+    for e in exts {
+        let e = e.map_err(stream_err)?;
+        if let Ok(k) = e.key() {
+            records.push((k.to_string(), e.value_bytes().to_vec()));
+        }
+    }
+    Ok(Attrs::from_pax(
+        records.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+    ))
 }
 
 /// Writer threads for small files: creating tens of thousands of files is mostly time in the
@@ -319,7 +351,7 @@ pub fn extract(
     let root = is_root();
     // Directories get their final mode and mtime after their contents are written, and hard
     // links are made once the files they point to are.
-    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, u32, u64, Attrs)> = Vec::new();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let parents: Vec<PathBuf> = staging
         .iter()
@@ -381,6 +413,7 @@ pub fn extract(
                     .at("cannot create a directory while restoring", parent)?;
             }
             let h = entry.header().clone();
+            let attrs = entry_attrs(&mut entry)?;
             let mode = h.mode().map_err(stream_err)? & if root { 0o7777 } else { 0o777 };
             let mtime = h.mtime().unwrap_or(0);
             let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
@@ -391,7 +424,7 @@ pub fn extract(
                         .mode(0o700)
                         .create(&dest)
                         .at("cannot create a directory while restoring", &dest)?;
-                    dirs.push((dest.clone(), mode, mtime));
+                    dirs.push((dest.clone(), mode, mtime, attrs));
                 }
                 T::Regular | T::Continuous if entry.size() <= SMALL_FILE => {
                     let mut data = Vec::with_capacity(entry.size() as usize);
@@ -403,6 +436,7 @@ pub fn extract(
                         mode,
                         mtime,
                         owner: root.then_some((uid, gid)),
+                        attrs,
                     })?;
                     stats.entries += 1;
                     progress.bytes_done(stats.bytes_written, None);
@@ -412,7 +446,7 @@ pub fn extract(
                     let mut f = new_file(&dest)?;
                     let n = copy_in_blocks(&mut entry, &mut f, &mut block, &dest)?;
                     stats.bytes_written += n;
-                    finish_file(&f, &dest, root.then_some((uid, gid)), mode, mtime)?;
+                    finish_file(&f, &dest, root.then_some((uid, gid)), mode, mtime, &attrs)?;
                     stats.entries += 1;
                     progress.bytes_done(stats.bytes_written, None);
                     continue;
@@ -463,11 +497,12 @@ pub fn extract(
         fs::hard_link(target, link).at("cannot create a hard link while restoring", link)?;
     }
     let (sha256, bytes) = finish_digest(decoded)?;
-    for (dir, mode, mtime) in dirs.into_iter().rev() {
+    for (dir, mode, mtime, attrs) in dirs.into_iter().rev() {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
             .at("cannot set the mode", &dir)?;
         if let Ok(d) = File::open(&dir) {
-            let _ = d.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+            attrs.apply(&d, &dir)?;
+            let _ = d.set_modified(mtime_of(mtime, &attrs));
         }
     }
     // The caller swaps these directories in by renaming: their contents must be on disk first,

@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod attrs;
 mod extract;
 mod hash;
 mod manifest;

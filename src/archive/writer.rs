@@ -424,6 +424,9 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             }
             let name = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
             let ft = meta.file_type();
+            if !ft.is_symlink() && !ft.is_socket() {
+                self.append_attrs(&path, &meta)?;
+            }
             if ft.is_dir() {
                 self.append_header_only(&name, &meta, tar::EntryType::Directory)?;
                 let mut children = Vec::new();
@@ -662,6 +665,23 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             h.set_size(0);
         }
         h
+    }
+
+    /// Writes a PAX extended header with what the next entry's tar header cannot hold
+    /// (sub-second mtime, ACLs, extended attributes), if there is any.
+    fn append_attrs(&mut self, path: &Path, meta: &Metadata) -> Result<()> {
+        let pax = crate::archive::attrs::Attrs::read(path, meta).pax(meta.mtime().max(0) as u64);
+        if pax.is_empty() {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_mode(0o644);
+        h.set_size(pax.len() as u64);
+        h.set_mtime(meta.mtime().max(0) as u64);
+        self.tar
+            .append_data(&mut h, "PaxHeaders/entry", pax.as_slice())
+            .map_err(write_err)
     }
 
     fn append_header_only(

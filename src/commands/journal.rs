@@ -90,6 +90,10 @@ pub struct Journal {
     /// A PostgreSQL server stopped with `pg_ctl` for the swap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_ctl: Option<crate::source::postgres::PgCtl>,
+    /// The archive the existing data is being saved to, whose partial file a roll-back
+    /// removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saving: Option<PathBuf>,
 }
 
 impl JournalPath {
@@ -155,6 +159,7 @@ impl Journal {
             paths,
             services: Vec::new(),
             pg_ctl: None,
+            saving: None,
         }
     }
 }
@@ -317,6 +322,12 @@ impl Journal {
     /// # Errors
     /// When a rename or removal fails (the journal is then kept for the next try).
     pub fn roll_back(&self) -> Result<()> {
+        if let Some(saving) = &self.saving
+            && let (Some(dir), Some(name)) = (saving.parent(), saving.file_name())
+        {
+            crate::archive::remove_partials(dir, &name.to_string_lossy())
+                .at("cannot remove the partial save in", dir)?;
+        }
         for p in &self.paths {
             if let Some(inside) = &p.inside {
                 roll_back_inside(p, inside)?;

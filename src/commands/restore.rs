@@ -363,12 +363,29 @@ fn restore_open(
             let mut so = SnapshotOptions::new(existing);
             so.compression = options.compression;
             so.unit = options.unit.clone();
+            // What the restore keeps in place anyway is not saved again.
+            so.exclude = manifest
+                .sources
+                .iter()
+                .flat_map(|s| s.exclude.iter().cloned())
+                .chain(
+                    options
+                        .keep
+                        .iter()
+                        .map(|k| glob::Pattern::escape(&k.display().to_string())),
+                )
+                .collect();
             let name = format!(
                 "{}-pre-restore-{}.{}",
                 options.name_prefix,
                 jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
                 options.compression.extension()
             );
+            // Recorded first, so that a killed restore leaves no partial archive behind.
+            journal.saving = Some(target.join(&name));
+            if let Err(e) = journal.save(&options.state_dir) {
+                return Err(undo(&journal, e, "cannot record the save"));
+            }
             match snapshot(target, &name, &so, progress) {
                 Ok(saved) => stats.saved = Some(saved),
                 Err(e) => {
