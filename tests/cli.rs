@@ -320,3 +320,61 @@ fn a_non_zero_exit_replaces_the_message() {
         text(&out.stderr).contains("the following task failed:\n - id \"2\" with return code 3")
     );
 }
+
+#[test]
+fn runs_at_the_same_time_in_one_agent_directory_each_keep_their_results() {
+    let a = Agent::new();
+    let data = a.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), "x").unwrap();
+    let config = format!("paths={}", data.display());
+    // The first run creates the unit's directories.
+    assert!(
+        a.cmd(&["hook", "install", "--config", &config])
+            .status
+            .success()
+    );
+    let runs: Vec<std::process::Child> = (0..4)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_charm-backup"))
+                .args([
+                    "run",
+                    "list-backups",
+                    "--format",
+                    "json",
+                    "--config",
+                    &config,
+                ])
+                .arg("--agent-dir")
+                .arg(a.path().join("agent"))
+                .env("RUN", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let unit = &v["charm-backup/0"];
+        assert_eq!(unit["status"], "completed", "{v}");
+        assert!(unit["results"]["backups"].is_string(), "{v}");
+        ids.push(unit["id"].as_str().unwrap().to_string());
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "no run hung"
+    );
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "each run has a task of its own: {ids:?}");
+    for id in &ids {
+        let shown = a.cmd(&["show-task", id, "--format", "json"]);
+        assert!(shown.status.success(), "{}", text(&shown.stderr));
+    }
+}

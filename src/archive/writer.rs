@@ -222,12 +222,20 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
     }
 }
 
-/// Glob patterns left out of an archive: a pattern with a `/` matches the whole absolute path,
-/// one without matches each file or directory name.
+/// Glob patterns left out of an archive, as GNU tar's `--exclude` reads them: a pattern that
+/// starts with `/` matches the whole absolute path; any other matches at any depth (`*.sock`
+/// any name, `cache/tmp` any path ending in those components). Names that are not UTF-8
+/// match too (their odd bytes as `?` would).
 #[derive(Debug, Clone, Default)]
 pub struct Excludes {
     patterns: Vec<(String, glob::Pattern)>,
 }
+
+const MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
 
 impl Excludes {
     /// Compiles the patterns.
@@ -238,7 +246,13 @@ impl Excludes {
         let mut out = Vec::new();
         for p in patterns {
             let p = p.as_ref();
-            let compiled = glob::Pattern::new(p.trim_end_matches('/')).map_err(|e| {
+            let trimmed = p.trim_end_matches('/');
+            let anchored = if trimmed.starts_with('/') {
+                trimmed.to_string()
+            } else {
+                format!("/**/{trimmed}")
+            };
+            let compiled = glob::Pattern::new(&anchored).map_err(|e| {
                 Error::invalid(format!("exclude pattern {p:?} is not a valid glob: {e}"))
             })?;
             out.push((p.to_string(), compiled));
@@ -251,19 +265,41 @@ impl Excludes {
         self.patterns.iter().map(|(s, _)| s.clone()).collect()
     }
 
-    /// Whether `path` is excluded.
+    /// Whether `path` (absolute) is excluded.
     pub fn matches(&self, path: &Path) -> bool {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        self.patterns.iter().any(|(raw, p)| {
-            if raw.contains('/') {
-                p.matches_path(path)
-            } else {
-                p.matches(&name)
+        let text = path.to_string_lossy();
+        self.patterns
+            .iter()
+            .any(|(_, p)| p.matches_with(&text, MATCH))
+    }
+
+    /// The patterns that match nothing under `roots`, looking at no more than `budget`
+    /// entries (a pattern not found within it is not reported).
+    pub fn unmatched(&self, roots: &[std::path::PathBuf], budget: usize) -> Vec<String> {
+        let mut left: Vec<&(String, glob::Pattern)> = self.patterns.iter().collect();
+        let mut stack: Vec<std::path::PathBuf> = roots.to_vec();
+        let mut seen = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                seen += 1;
+                if seen > budget {
+                    return Vec::new();
+                }
+                let p = e.path();
+                let text = p.to_string_lossy();
+                left.retain(|(_, pat)| !pat.matches_with(&text, MATCH));
+                if left.is_empty() {
+                    return Vec::new();
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(p);
+                }
             }
-        })
+        }
+        left.into_iter().map(|(raw, _)| raw.clone()).collect()
     }
 }
 
@@ -424,6 +460,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             }
             let name = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
             let ft = meta.file_type();
+            self.check_limits(&path, if ft.is_file() { meta.len() } else { 0 })?;
             if !ft.is_symlink() && !ft.is_socket() {
                 self.append_attrs(&path, &meta)?;
             }
@@ -436,6 +473,18 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
                         self.warn(
                             progress,
                             format!("directory removed before we read it: {}", path.display()),
+                        );
+                        continue;
+                    }
+                    // As GNU tar does: a directory replaced while the backup runs is a
+                    // warning, not a failed backup.
+                    Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                        self.warn(
+                            progress,
+                            format!(
+                                "directory replaced by a file before we read it (archived empty): {}",
+                                path.display()
+                            ),
                         );
                         continue;
                     }
@@ -667,6 +716,33 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         h
     }
 
+    /// Refuses to write what a restore would refuse to read ([`Limits::default`]), so that a
+    /// finished archive always restores.
+    fn check_limits(&self, path: &Path, size: u64) -> Result<()> {
+        let limits = crate::archive::Limits::default();
+        let too = |what: String| {
+            Err(Error::invalid(format!(
+                "{what}, more than a restore accepts: exclude part of it or split the paths over several backups"
+            )))
+        };
+        if self.stats.entries + 1 > limits.max_entries {
+            return too(format!(
+                "the paths hold more than {} entries",
+                limits.max_entries
+            ));
+        }
+        if size > limits.max_entry_bytes {
+            return too(format!("{} is {size} bytes", path.display()));
+        }
+        if self.stats.input_bytes + size > limits.max_total_bytes {
+            return too(format!(
+                "the paths hold more than {} bytes",
+                limits.max_total_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes a PAX extended header with what the next entry's tar header cannot hold
     /// (sub-second mtime, ACLs, extended attributes), if there is any.
     fn append_attrs(&mut self, path: &Path, meta: &Metadata) -> Result<()> {
@@ -798,6 +874,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn excludes_match_as_gnu_tar_does() {
+        use std::os::unix::ffi::OsStrExt;
+        let x = Excludes::new(&["*.sock", "cache/tmp", "/srv/app/logs/"]).unwrap();
+        assert!(x.matches(Path::new("/srv/app/run/db.sock")));
+        assert!(x.matches(Path::new("/srv/app/a/cache/tmp")));
+        assert!(x.matches(Path::new("/srv/app/cache/tmp")));
+        assert!(!x.matches(Path::new("/srv/app/cache/tmpfile")));
+        assert!(x.matches(Path::new("/srv/app/logs")));
+        assert!(!x.matches(Path::new("/srv/other/logs")));
+        let odd = std::ffi::OsStr::from_bytes(b"/srv/app/caf\xe9.sock");
+        assert!(x.matches(Path::new(odd)), "non-UTF-8 names match");
+
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("a/cache/tmp")).unwrap();
+        let x = Excludes::new(&["cache/tmp", "nothing-here", "*.missing"]).unwrap();
+        assert_eq!(
+            x.unmatched(&[tmp.path().to_path_buf()], 1000),
+            ["nothing-here", "*.missing"]
+        );
+    }
 
     #[test]
     fn a_hard_link_whose_first_name_vanished_is_stored_whole() {

@@ -111,8 +111,24 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         Ok(None) => {}
         Err(e) => return Ok(Status::Blocked(e.to_string())),
     }
+    // An exclude that matches nothing is most likely a typo: say so (within a bounded look).
+    let unmatched = crate::archive::Excludes::new(&config.exclude())
+        .map(|x| x.unmatched(&config.paths(), 200_000))
+        .unwrap_or_default();
+    let note = if unmatched.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; exclude {} matches nothing",
+            unmatched
+                .iter()
+                .map(|u| format!("{u:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
     Ok(Status::Active(format!(
-        "backing up {} to {dest}",
+        "backing up {} to {dest}{note}",
         what.join(" ")
     )))
 }

@@ -466,10 +466,7 @@ fn run_action(
     }
     let params = parse_cli_params(params, string_args)?;
     let mut local = open_local(args)?;
-    let op = local.persisted.last_id + 1;
-    let task_id = op + 1;
-    local.persisted.last_id = task_id;
-    local.unit.save(&local.persisted)?;
+    let (op, task_id) = local.unit.next_ids(&mut local.persisted)?;
     let params = match local.actions.prepare(&local.unit.name, action, &params) {
         Ok(p) => p,
         Err(e) => {

@@ -24,6 +24,7 @@ impl Server {
     /// Listens on `path` for calls made with `context_id`.
     pub fn start(path: &Path, context_id: String, agent: FakeAgent) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(path);
+        remove_stale_sockets(path);
         let listener = UnixListener::bind(path)
             .with_context(|| format!("cannot listen on {}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -78,6 +79,27 @@ impl Server {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// Removes the sockets of runs that were killed (`agent-<pid>.socket` whose process is gone).
+fn remove_stale_sockets(ours: &Path) {
+    let Some(dir) = ours.parent() else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("agent-"))
+            .and_then(|n| n.strip_suffix(".socket"))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

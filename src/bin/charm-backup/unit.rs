@@ -16,7 +16,7 @@ const ACTIONS: &str = include_str!("../../../actions.yaml");
 const CONFIG: &str = include_str!("../../../config.yaml");
 
 /// What persists between runs.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Persisted {
     /// Config set with `charm-backup config`.
     pub config: Map<String, Value>,
@@ -51,13 +51,11 @@ impl Unit {
         std::fs::create_dir_all(&base)
             .with_context(|| format!("cannot create {}", base.display()))?;
         std::fs::create_dir_all(&tools)?;
+        // Runs at the same time lay out the same unit: one at a time.
+        let _lock = lock_file(&base.join("unit-state.lock"))?;
         let me = std::env::current_exe().context("cannot find this program's path")?;
         for t in TOOLS {
-            let link = tools.join(t);
-            if std::fs::read_link(&link).ok().as_deref() != Some(me.as_path()) {
-                let _ = std::fs::remove_file(&link);
-                symlink(&me, &link).with_context(|| format!("cannot link {}", link.display()))?;
-            }
+            link(&me, &tools.join(t))?;
         }
         let charm = match charm_dir {
             Some(d) => {
@@ -96,9 +94,36 @@ impl Unit {
         }
     }
 
-    /// Writes the persisted state.
+    /// Holds the unit's state for one read-modify-write, against other runs at the same
+    /// time (released when the file is dropped).
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        std::fs::create_dir_all(&self.base)?;
+        lock_file(&self.base.join("unit-state.lock"))
+    }
+
+    /// Takes the next operation and task ids, `(operation, task)`, unique among runs that
+    /// share this unit's directory.
+    pub fn next_ids(&self, p: &mut Persisted) -> anyhow::Result<(u64, u64)> {
+        let _lock = self.lock()?;
+        let current = self.load()?;
+        let op = current.last_id.max(p.last_id) + 1;
+        p.last_id = op + 1;
+        self.write(p)?;
+        Ok((op, op + 1))
+    }
+
+    /// Writes the persisted state (never lowering the last id another run took meanwhile).
     pub fn save(&self, p: &Persisted) -> anyhow::Result<()> {
-        let tmp = self.state_file().with_extension("tmp");
+        let _lock = self.lock()?;
+        let mut p = p.clone();
+        p.last_id = p.last_id.max(self.load()?.last_id);
+        self.write(&p)
+    }
+
+    fn write(&self, p: &Persisted) -> anyhow::Result<()> {
+        let tmp = self
+            .state_file()
+            .with_extension(format!("tmp-{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec_pretty(p)?)?;
         std::fs::rename(&tmp, self.state_file())?;
         Ok(())
@@ -109,10 +134,47 @@ impl Unit {
         self.root.join("tasks").join(format!("{id}.json"))
     }
 
-    /// The socket the tools talk to.
+    /// The socket this run's tools talk to: one per run, so runs at the same time never
+    /// take each other's.
     pub fn socket(&self) -> PathBuf {
-        self.base.join("agent.socket")
+        self.base
+            .join(format!("agent-{}.socket", std::process::id()))
     }
+}
+
+fn lock_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.lock()?;
+    Ok(f)
+}
+
+/// Makes `at` a symlink to `target`, replacing what is there in one rename, so a run that is
+/// executing through it never finds it missing.
+fn link(target: &Path, at: &Path) -> anyhow::Result<()> {
+    if std::fs::read_link(at).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    let tmp = at.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    symlink(target, &tmp).with_context(|| format!("cannot link {}", at.display()))?;
+    std::fs::rename(&tmp, at).with_context(|| format!("cannot link {}", at.display()))?;
+    Ok(())
+}
+
+/// Writes `data` to `path` in one rename (a run may be reading it).
+fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(data) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// Builds a charm directory from this build: the charm files, `dispatch` linked to the
@@ -128,22 +190,16 @@ fn assemble(dir: &Path, me: &Path) -> anyhow::Result<PathBuf> {
     for d in ["actions", "hooks"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
-    std::fs::write(dir.join("metadata.yaml"), METADATA)?;
-    std::fs::write(dir.join("actions.yaml"), ACTIONS)?;
-    std::fs::write(dir.join("config.yaml"), CONFIG)?;
-    let dispatch = dir.join("dispatch");
-    let _ = std::fs::remove_file(&dispatch);
-    symlink(&bin, &dispatch)?;
+    write_file(&dir.join("metadata.yaml"), METADATA)?;
+    write_file(&dir.join("actions.yaml"), ACTIONS)?;
+    write_file(&dir.join("config.yaml"), CONFIG)?;
+    link(&bin, &dir.join("dispatch"))?;
     let actions = charm_backup::testing::ActionSpecs::parse(ACTIONS)?;
     for a in actions.names() {
-        let l = dir.join("actions").join(a);
-        let _ = std::fs::remove_file(&l);
-        symlink("../dispatch", &l)?;
+        link(Path::new("../dispatch"), &dir.join("actions").join(a))?;
     }
     for h in charm_backup::charm::hooks::HOOKS {
-        let l = dir.join("hooks").join(h);
-        let _ = std::fs::remove_file(&l);
-        symlink("../dispatch", &l)?;
+        link(Path::new("../dispatch"), &dir.join("hooks").join(h))?;
     }
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
     Ok(dir.to_path_buf())
