@@ -193,15 +193,6 @@ fn a_path_that_is_a_mount_point_is_restored_inside_it() {
     assert!(beside.is_empty(), "{beside:?}");
 }
 
-fn listed(h: &Harness) -> Vec<serde_json::Value> {
-    let out = h
-        .run_action(&charm(), action("list-backups").param("format", "json"))
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(out.results["backups"].as_str().unwrap()).unwrap();
-    v["backups"].as_array().unwrap().clone()
-}
-
 #[test]
 fn the_units_own_directories_inside_paths_are_refused_or_kept() {
     let tmp = tempfile::tempdir().unwrap();
@@ -255,7 +246,7 @@ fn the_units_own_directories_inside_paths_are_refused_or_kept() {
     let first = out.results["backup-id"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(1100));
     h.run_action(&charm(), action("create-backup")).unwrap();
-    assert_eq!(listed(&h).len(), 2);
+    assert_eq!(common::listed(&h).len(), 2);
 
     fs::write(root.join("data.txt"), "v2").unwrap();
     fs::write(agent.join("marker"), "written after the backup").unwrap();
@@ -290,7 +281,7 @@ fn the_units_own_directories_inside_paths_are_refused_or_kept() {
         "conf"
     );
     assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
-    assert_eq!(listed(&h).len(), 2, "both backups are still there");
+    assert_eq!(common::listed(&h).len(), 2, "both backups are still there");
 }
 
 #[test]

@@ -171,16 +171,6 @@ fn damage(c: &Cluster) {
     }
 }
 
-/// The store's backups, oldest first, as `list-backups format=json` gives them.
-fn listed(h: &Harness) -> Vec<serde_json::Value> {
-    let out = h
-        .run_action(&charm(), action("list-backups").param("format", "json"))
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(out.results["backups"].as_str().unwrap()).unwrap();
-    v["backups"].as_array().unwrap().clone()
-}
-
 fn backup(h: &Harness) -> ActionOutput {
     h.run_action(&charm(), action("create-backup"))
         .unwrap_or_else(|e| panic!("create-backup failed: {} {:?}", e.message, e.logs))
@@ -235,7 +225,7 @@ fn logical_and_physical_backups_to_the_local_store_come_back_row_for_row() {
     // bench and postgres existed when the restore ran: they were kept under other names.
     let kept = out.results["restore"]["kept-databases"].as_str().unwrap();
     assert!(kept.contains("bench_before_restore_"), "{kept}");
-    assert!(listed(&h).iter().all(|b| b["status"] == "finished"));
+    assert!(common::listed(&h).iter().all(|b| b["status"] == "finished"));
 
     let h = harness(tmp.path(), &c, "physical", None);
     let out = round_trip(&h, &c, &tmp.path().join("saved"));
@@ -252,7 +242,7 @@ fn logical_and_physical_backups_to_the_local_store_come_back_row_for_row() {
         out.results
     );
     // Physical metadata: what the postgresql charm's list-backups shows.
-    let id = listed(&h).last().unwrap()["backup-id"]
+    let id = common::listed(&h).last().unwrap()["backup-id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -378,7 +368,7 @@ fn a_wrong_password_or_address_fails_clearly_without_the_secret() {
         e.message
     );
     // Failed before anything was written: no backup at all, finished or not.
-    assert!(listed(&h).is_empty());
+    assert!(common::listed(&h).is_empty());
     let out = h
         .secret(uri, "password", &c.password)
         .run_action(&charm(), action("create-backup"))
@@ -434,7 +424,7 @@ fn a_server_stopped_mid_dump_fails_the_backup() {
         e.message
     );
     c.start();
-    let rows = listed(&h);
+    let rows = common::listed(&h);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(
         rows[0]["status"].as_str().unwrap().starts_with("failed: "),

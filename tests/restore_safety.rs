@@ -507,23 +507,8 @@ fn killing_a_restore_at_any_point_leaves_old_or_new_data_exactly() {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap();
         std::thread::sleep(delay);
-        // Kill the agent and the charm's process together, as cancel-task kills the action.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
-        let status = child.wait().unwrap();
-        eprintln!("run {i}: delay {delay:?} of {full:?}, exit {status:?}");
-        // The charm's process is not ours to wait for: wait until the whole group is gone
-        // (while it lives it holds the unit's lock, and the hook would rightly wait its turn).
-        while Command::new("pgrep")
-            .args(["-g", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        common::kill_group(&mut child);
+        eprintln!("run {i}: delay {delay:?} of {full:?}");
         // Any next action or hook finishes or undoes the interrupted restore.
         let out = agent(
             u.tmp.path(),

@@ -71,22 +71,7 @@ fn a_create_backup_killed_at_any_point_leaves_nothing_behind() {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        // SIGKILL to the agent and the charm's process together, as cancel-task kills the
-        // action.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
-        let _ = child.wait();
-        // The charm's process is not ours to wait for: wait until the group is gone.
-        while Command::new("pgrep")
-            .args(["-g", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::kill_group(&mut child);
         let hook = with_config(&["hook", "update-status"]);
         let out = agent(
             tmp.path(),

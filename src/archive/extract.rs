@@ -472,6 +472,20 @@ pub fn extract(
                         .at("cannot create a special file while restoring", &dest)?;
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
                         .at("cannot set the mode", &dest)?;
+                    // By path: opening a FIFO would wait for a writer.
+                    let t = nix::sys::time::TimeSpec::new(
+                        mtime as nix::libc::time_t,
+                        attrs.mtime_nsec.into(),
+                    );
+                    nix::sys::stat::utimensat(
+                        nix::fcntl::AT_FDCWD,
+                        &dest,
+                        &t,
+                        &t,
+                        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                    )
+                    .map_err(std::io::Error::from)
+                    .at("cannot set the mtime", &dest)?;
                 }
                 T::Link => {
                     let target = entry.link_name().map_err(stream_err)?.unwrap_or_default();

@@ -77,3 +77,37 @@ pub fn random(len: usize) -> Vec<u8> {
         .unwrap();
     v
 }
+
+/// The store's backups, oldest first, as `list-backups format=json` gives them.
+pub fn listed(h: &charm_backup::testing::Harness) -> Vec<serde_json::Value> {
+    let out = h
+        .run_action(
+            &charm_backup::charm::charm(),
+            charm_backup::testing::action("list-backups").param("format", "json"),
+        )
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(out.results["backups"].as_str().unwrap()).unwrap();
+    v["backups"].as_array().unwrap().clone()
+}
+
+/// Kills process group `pgid` (a child spawned with `process_group(0)`: the local agent and
+/// the charm's process together, as `juju cancel-task` kills an action) and waits until every
+/// process of it is gone (the charm's process is not the caller's child, and holds the unit's
+/// lock while it lives).
+pub fn kill_group(child: &mut std::process::Child) {
+    use std::process::{Command, Stdio};
+    let pgid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+    let _ = child.wait();
+    while Command::new("pgrep")
+        .args(["-g", &pgid])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
