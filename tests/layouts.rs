@@ -15,29 +15,76 @@ use std::time::{Duration, Instant};
 use charm_backup::charm::charm;
 use charm_backup::testing::{Harness, action};
 
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
+/// A filesystem mounted for the test (tmpfs, or ext4 on a loop device), unmounted when
+/// dropped.
+struct Volume {
+    at: PathBuf,
+    image: Option<PathBuf>,
+}
 
-impl Tmpfs {
-    fn mount(at: &Path) -> Tmpfs {
+impl Volume {
+    fn tmpfs(at: &Path) -> Volume {
+        Volume::mount(at, "tmpfs")
+    }
+
+    /// `kind`: `tmpfs`, or `ext4` (a fresh 64 MiB image, outside the tree under test,
+    /// loop-mounted).
+    fn mount(at: &Path, kind: &str) -> Volume {
         fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64m", "charm-backup-test"])
-            .arg(at)
-            .output()
-            .unwrap();
+        let image = (kind == "ext4").then(|| {
+            std::env::temp_dir().join(format!(
+                "charm-backup-test-{}-{}.img",
+                std::process::id(),
+                at.file_name().unwrap().to_string_lossy()
+            ))
+        });
+        let mut cmd = Command::new("mount");
+        match &image {
+            Some(img) => {
+                let f = fs::File::create(img).unwrap();
+                f.set_len(64 << 20).unwrap();
+                let mkfs = Command::new("mkfs.ext4")
+                    .args(["-q", "-F"])
+                    .arg(img)
+                    .output()
+                    .unwrap();
+                assert!(
+                    mkfs.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&mkfs.stderr)
+                );
+                cmd.args(["-o", "loop"]).arg(img);
+            }
+            None => {
+                cmd.args(["-t", "tmpfs", "-o", "size=64m", "charm-backup-test"]);
+            }
+        }
+        let out = cmd.arg(at).output().unwrap();
         assert!(
             out.status.success(),
             "mount: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Tmpfs(at.to_path_buf())
+        if image.is_some() {
+            // A fresh ext4 has lost+found: part of the volume, as on a real disk.
+            assert!(at.join("lost+found").is_dir());
+        }
+        Volume {
+            at: at.to_path_buf(),
+            image,
+        }
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Volume {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let unmounted = Command::new("umount").arg(&self.at).status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        }
+        if let Some(img) = &self.image {
+            let _ = fs::remove_file(img);
+        }
     }
 }
 
@@ -107,10 +154,19 @@ fn write_tree(root: &Path, files: &[(&str, &str)]) {
 
 #[test]
 fn a_volume_mounted_below_a_path_is_restored_inside_itself() {
+    volume_below_a_path("tmpfs");
+}
+
+#[test]
+fn an_ext4_volume_mounted_below_a_path_is_restored_inside_itself() {
+    volume_below_a_path("ext4");
+}
+
+fn volume_below_a_path(kind: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let app = tmp.path().join("app");
     fs::create_dir_all(app.join("data")).unwrap();
-    let vol = Tmpfs::mount(&app.join("data/vol"));
+    let vol = Volume::mount(&app.join("data/vol"), kind);
     write_tree(
         &app,
         &[
@@ -137,16 +193,16 @@ fn a_volume_mounted_below_a_path_is_restored_inside_itself() {
     restore(&h, tmp.path(), &snap);
 
     assert!(
-        is_mount_point(&vol.0),
+        is_mount_point(&vol.at),
         "the volume is still mounted where it was"
     );
     assert_eq!(leftovers(&app), Vec::<PathBuf>::new());
     assert_eq!(listing(&app), want, "every file as it was at the snapshot");
     // The volume's files are on the volume, not on the filesystem above it.
-    let vol_dev = fs::metadata(&vol.0).unwrap().dev();
+    let vol_dev = fs::metadata(&vol.at).unwrap().dev();
     assert_ne!(fs::metadata(&app).unwrap().dev(), vol_dev);
     for f in ["image", "deep/x"] {
-        assert_eq!(fs::metadata(vol.0.join(f)).unwrap().dev(), vol_dev, "{f}");
+        assert_eq!(fs::metadata(vol.at.join(f)).unwrap().dev(), vol_dev, "{f}");
     }
     assert!(
         fs::read_dir(tmp.path()).unwrap().all(|e| !e
@@ -161,27 +217,27 @@ fn a_volume_mounted_below_a_path_is_restored_inside_itself() {
 #[test]
 fn a_path_that_is_a_mount_point_is_restored_inside_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let vol = Tmpfs::mount(&tmp.path().join("pgvol"));
+    let vol = Volume::tmpfs(&tmp.path().join("pgvol"));
     write_tree(
-        &vol.0,
+        &vol.at,
         &[("15/main/PG_VERSION", "15"), ("15/main/base/1", "v1")],
     );
-    let h = harness(tmp.path(), &vol.0);
+    let h = harness(tmp.path(), &vol.at);
     let snap = snapshot(&h, tmp.path());
-    let want = listing(&vol.0);
+    let want = listing(&vol.at);
     write_tree(
-        &vol.0,
+        &vol.at,
         &[("15/main/base/1", "v2"), ("15/main/base/2", "new")],
     );
 
     restore(&h, tmp.path(), &snap);
 
-    assert!(is_mount_point(&vol.0));
-    assert_eq!(leftovers(&vol.0), Vec::<PathBuf>::new());
-    assert_eq!(listing(&vol.0), want);
-    let vol_dev = fs::metadata(&vol.0).unwrap().dev();
+    assert!(is_mount_point(&vol.at));
+    assert_eq!(leftovers(&vol.at), Vec::<PathBuf>::new());
+    assert_eq!(listing(&vol.at), want);
+    let vol_dev = fs::metadata(&vol.at).unwrap().dev();
     assert_eq!(
-        fs::metadata(vol.0.join("15/main/base/1")).unwrap().dev(),
+        fs::metadata(vol.at.join("15/main/base/1")).unwrap().dev(),
         vol_dev
     );
     // Nothing was staged on the filesystem above the mount.
