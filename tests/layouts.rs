@@ -597,3 +597,38 @@ fn acls_extended_attributes_and_subsecond_mtimes_come_back() {
     );
     assert!(fattr(&gnu_secret).contains("user.plain=0x706c61696e2074657874"));
 }
+
+#[test]
+fn a_volume_that_is_no_longer_mounted_is_not_written_onto_the_disk_above() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    let vol = Volume::tmpfs(&app.join("vol"));
+    write_tree(&app, &[("top.txt", "top"), ("vol/image", "image")]);
+    let h = harness(tmp.path(), &app);
+    let snap = snapshot(&h, tmp.path());
+    drop(vol);
+    let before = listing(&app);
+    let e = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("path", snap.as_str())
+                .param("skip-backup", true),
+        )
+        .expect_err("the volume is not mounted");
+    assert!(
+        e.message.contains("mounted at") && e.message.contains("allow-unmounted=true"),
+        "{}",
+        e.message
+    );
+    assert_eq!(listing(&app), before, "nothing was written");
+    h.run_action(
+        &charm(),
+        action("restore")
+            .param("path", snap.as_str())
+            .param("skip-backup", true)
+            .param("allow-unmounted", true),
+    )
+    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    assert_eq!(fs::read_to_string(app.join("vol/image")).unwrap(), "image");
+}

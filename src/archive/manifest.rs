@@ -38,6 +38,11 @@ pub struct SourceInfo {
     /// The exclude patterns applied.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The mount points at or below the paths when the archive was written (but the excluded
+    /// ones): a restore refuses to write a volume's data onto the filesystem above it when
+    /// nothing is mounted there any more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
     /// Free-form details (e.g. a server version).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub details: std::collections::BTreeMap<String, String>,

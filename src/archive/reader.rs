@@ -29,6 +29,9 @@ pub struct Limits {
     /// Accept character and block device nodes (restored only as root). Off by default: a
     /// device node in a hostile archive could open a disk to every user.
     pub allow_devices: bool,
+    /// Restore the data of a volume that was mounted at backup time, though nothing is
+    /// mounted there now (onto the filesystem above it).
+    pub allow_unmounted: bool,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             max_total_bytes: 4 << 40,
             allow_external_symlinks: false,
             allow_devices: false,
+            allow_unmounted: false,
         }
     }
 }

@@ -188,6 +188,9 @@ pub struct RestoreParams {
     /// Accept device nodes in the archive (restored as root).
     #[serde(default)]
     pub allow_devices: bool,
+    /// Restore a volume's data though nothing is mounted where it was.
+    #[serde(default)]
+    pub allow_unmounted: bool,
     /// End other sessions on the databases a logical restore replaces.
     #[serde(default)]
     pub terminate_sessions: bool,
@@ -297,6 +300,7 @@ impl Action for Restore {
             limits: Limits {
                 allow_external_symlinks: p.allow_external_symlinks,
                 allow_devices: p.allow_devices,
+                allow_unmounted: p.allow_unmounted,
                 ..Limits::default()
             },
             etcd: config.etcd_restore(),

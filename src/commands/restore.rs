@@ -241,6 +241,9 @@ fn restore_open(
     if options.services.is_empty() {
         check_no_running_server(&targets, pg_ctl.as_ref())?;
     }
+    if !options.limits.allow_unmounted {
+        check_volumes_mounted(&manifest)?;
+    }
     let mut stats = RestoreStats {
         paths: targets.clone(),
         ..Default::default()
@@ -471,6 +474,23 @@ fn restore_open(
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// Refuses a restore that would write a volume's data onto the filesystem above it: the
+/// archive was written with a filesystem mounted where nothing is mounted now.
+fn check_volumes_mounted(manifest: &crate::archive::Manifest) -> Result<()> {
+    let now = mounts::mount_points();
+    for m in manifest.sources.iter().flat_map(|s| s.mounts.iter()) {
+        let m = PathBuf::from(m);
+        let here = fs::canonicalize(&m).unwrap_or_else(|_| m.clone());
+        if !now.contains(&here) {
+            return Err(Error::invalid(format!(
+                "the backup was taken with a filesystem mounted at {}, and none is mounted there now: mount it so that its data goes back onto it, or restore with allow-unmounted=true to write it onto the filesystem above",
+                m.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The error when the databases are restored but the paths could not follow: not undone (the

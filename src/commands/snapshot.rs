@@ -75,6 +75,7 @@ pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
                 .map(|p| p.display().to_string())
                 .collect(),
             exclude: options.exclude.clone(),
+            mounts: mounts_under(&options.paths, &options.exclude),
             details: Default::default(),
         });
     }
@@ -88,6 +89,19 @@ pub(crate) fn manifest_for(options: &SnapshotOptions) -> Manifest {
             .to_string(),
         sources,
     }
+}
+
+/// The mount points at or below `paths` that `exclude` does not leave out.
+fn mounts_under(paths: &[PathBuf], exclude: &[String]) -> Vec<String> {
+    let all = crate::commands::mounts::mount_points();
+    let excludes = Excludes::new(exclude).unwrap_or_default();
+    paths
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .flat_map(|p| crate::commands::mounts::mounts_within(&p, &all))
+        .filter(|m| !excludes.matches(m))
+        .map(|m| m.display().to_string())
+        .collect()
 }
 
 /// Checks the paths: non-empty, absolute, existing, none inside another.
