@@ -319,13 +319,22 @@ fn the_units_own_directories_inside_paths_are_refused_or_kept() {
     assert!(e.message.contains("target"), "{}", e.message);
     assert_eq!(listing(&root), before);
 
-    h.run_action(
-        &charm(),
-        action("restore")
-            .param("backup-id", first.as_str())
-            .param("target", tmp.path().join("saved").display().to_string()),
-    )
-    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    let out = h
+        .run_action(
+            &charm(),
+            action("restore")
+                .param("backup-id", first.as_str())
+                .param("target", tmp.path().join("saved").display().to_string()),
+        )
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    // The pre-restore save leaves out what the restore keeps in place anyway.
+    let saved = out.results["backup"]["path"].as_str().unwrap().to_string();
+    let names = Command::new("tar").args(["tzf", &saved]).output().unwrap();
+    let names = String::from_utf8_lossy(&names.stdout);
+    assert!(
+        names.contains("data.txt") && !names.contains("agents/unit-app-0"),
+        "{names}"
+    );
     assert_eq!(fs::read_to_string(root.join("data.txt")).unwrap(), "v1");
     assert_eq!(
         fs::read_to_string(agent.join("marker")).unwrap(),
@@ -631,4 +640,27 @@ fn a_volume_that_is_no_longer_mounted_is_not_written_onto_the_disk_above() {
     )
     .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(fs::read_to_string(app.join("vol/image")).unwrap(), "image");
+}
+
+#[test]
+fn excludes_that_match_nothing_are_named_in_the_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    write_tree(&app, &[("a/cache/tmp/x", "x"), ("keep", "k")]);
+    let h = harness(tmp.path(), &app).config("exclude", "cache/tmp sub/cahce");
+    let status = h.run_hook(&charm(), "update-status").status;
+    assert_eq!(status.0, "active", "{status:?}");
+    assert!(
+        status.1.contains("exclude \"sub/cahce\" matches nothing")
+            && !status.1.contains("cache/tmp\""),
+        "{status:?}"
+    );
+    // The relative pattern matched at depth: the snapshot leaves it out.
+    let snap = snapshot(&h, tmp.path());
+    let list = Command::new("tar").args(["tzf", &snap]).output().unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names.contains("/keep") && !names.contains("cache/tmp/x"),
+        "{names}"
+    );
 }

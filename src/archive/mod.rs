@@ -27,6 +27,8 @@
 //! ```
 
 pub mod attrs;
+mod compress;
+mod excludes;
 mod extract;
 mod hash;
 mod manifest;
@@ -34,6 +36,8 @@ mod output;
 mod reader;
 mod writer;
 
+pub use compress::{Compression, GzipEffort};
+pub use excludes::Excludes;
 pub use extract::{ExtractOptions, ExtractStats, SideSink, extract, is_root};
 pub use hash::{HashingReader, HashingWriter, hex};
 pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_name};
@@ -42,9 +46,7 @@ pub use reader::{
     ArchiveInfo, ChecksumCheck, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of,
     verify, verify_file,
 };
-pub use writer::{
-    ArchiveOptions, ArchiveStats, ArchiveWriter, Compression, Excludes, GzipEffort, STREAM_PART,
-};
+pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, STREAM_PART};
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
 pub(crate) fn fill(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {

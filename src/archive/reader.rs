@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use crate::archive::Compression;
 use crate::archive::hash::HashingReader;
 use crate::archive::manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest};
-use crate::archive::writer::Compression;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::progress::Progress;
 
