@@ -117,6 +117,21 @@ fn snapshot(h: &Harness, tmp: &Path) -> String {
         .to_string()
 }
 
+/// Restores `snap` without saving the existing data, with `flags` set to true.
+fn restore_flags(
+    h: &Harness,
+    snap: &str,
+    flags: &[&str],
+) -> Result<charm_backup::testing::ActionOutput, charm_backup::testing::ActionFailed> {
+    let mut a = action("restore")
+        .param("path", snap)
+        .param("skip-backup", true);
+    for f in flags {
+        a = a.param(f, true);
+    }
+    h.run_action(&charm(), a)
+}
+
 fn restore(h: &Harness, tmp: &Path, snap: &str) {
     h.run_action(
         &charm(),
@@ -425,24 +440,11 @@ fn fifos_and_devices_come_back_and_sockets_stay() {
     fs::write(app.join("run/keep.txt"), "v2").unwrap();
 
     // Device nodes need the operator's word.
-    let e = h
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("path", snap.as_str())
-                .param("skip-backup", true),
-        )
-        .expect_err("device nodes are refused unless allowed");
+    let e = restore_flags(&h, &snap, &[]).expect_err("device nodes are refused unless allowed");
     assert!(e.message.contains("allow-devices=true"), "{}", e.message);
 
-    h.run_action(
-        &charm(),
-        action("restore")
-            .param("path", snap.as_str())
-            .param("skip-backup", true)
-            .param("allow-devices", true),
-    )
-    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    restore_flags(&h, &snap, &["allow-devices"])
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     let m = fs::symlink_metadata(&fifo).unwrap();
     assert!(m.file_type().is_fifo());
     assert_eq!(m.mode() & 0o7777, 0o640);
@@ -617,28 +619,15 @@ fn a_volume_that_is_no_longer_mounted_is_not_written_onto_the_disk_above() {
     let snap = snapshot(&h, tmp.path());
     drop(vol);
     let before = listing(&app);
-    let e = h
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("path", snap.as_str())
-                .param("skip-backup", true),
-        )
-        .expect_err("the volume is not mounted");
+    let e = restore_flags(&h, &snap, &[]).expect_err("the volume is not mounted");
     assert!(
         e.message.contains("mounted at") && e.message.contains("allow-unmounted=true"),
         "{}",
         e.message
     );
     assert_eq!(listing(&app), before, "nothing was written");
-    h.run_action(
-        &charm(),
-        action("restore")
-            .param("path", snap.as_str())
-            .param("skip-backup", true)
-            .param("allow-unmounted", true),
-    )
-    .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    restore_flags(&h, &snap, &["allow-unmounted"])
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(fs::read_to_string(app.join("vol/image")).unwrap(), "image");
 }
 

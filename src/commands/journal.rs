@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::commands::trash::{remove_any, remove_later};
 use crate::error::{Error, IoContext, Result};
 
 /// Where a restore is.
@@ -171,58 +172,6 @@ pub fn sibling(path: &Path, tag: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.charm-backup-{tag}"))
-}
-
-/// Removes a file, link or directory tree; absent is fine.
-pub fn remove_any(path: &Path) -> std::io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes a tree like [`remove_any`], spreading its top-level entries over the cores: old
-/// data is often tens of thousands of files, and unlinking them is most of a restore's tail.
-pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    let Ok(m) = fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !m.is_dir() {
-        return remove_any(path);
-    }
-    let children: Vec<PathBuf> = fs::read_dir(path)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(children.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let result = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| -> std::io::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(c) = children.get(i) else {
-                            return Ok(());
-                        };
-                        remove_any(c)?;
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a removal thread panicked")))
-            })
-            .collect::<std::io::Result<Vec<()>>>()
-    });
-    result?;
-    fs::remove_dir(path)
 }
 
 fn exists(p: &Path) -> bool {
@@ -556,80 +505,6 @@ fn roll_back_inside(p: &JournalPath, inside: &Inside) -> Result<()> {
         }
     }
     crate::commands::mounts::remove_within_fs(&new).at("cannot remove", &new)
-}
-
-fn trash_list(state_dir: &Path) -> PathBuf {
-    state_dir.join("trash")
-}
-
-/// Removes `paths` in a detached `rm -rf` that outlives this process, recording them in the
-/// state directory so that [`sweep_trash`] finishes the job if the machine stops first. If
-/// `rm` cannot be started, removes them here.
-///
-/// # Errors
-/// When the record cannot be written, or the fallback removal fails.
-pub fn remove_later(state_dir: &Path, paths: Vec<PathBuf>) -> Result<()> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let list = trash_list(state_dir);
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&list)
-        .at("cannot record old data to remove", &list)?;
-    for p in &paths {
-        writeln!(f, "{}", p.display()).at("cannot record old data to remove", &list)?;
-    }
-    spawn_rm(&paths).or_else(|_| {
-        paths
-            .iter()
-            .try_for_each(|p| crate::commands::mounts::remove_within_fs(p).at("cannot remove", p))
-    })
-}
-
-fn spawn_rm(paths: &[PathBuf]) -> std::io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    // Never into another filesystem: a volume mounted inside old data stays as it is.
-    Command::new("rm")
-        .args(["-rf", "--one-file-system"])
-        .arg("--")
-        .args(paths)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group: killing the action does not stop the clean-up.
-        .process_group(0)
-        .spawn()
-        .map(drop)
-}
-
-/// Starts removing again whatever [`remove_later`] recorded that still exists (the machine
-/// may have stopped first), and forgets what is gone.
-///
-/// # Errors
-/// When the record cannot be read or rewritten.
-pub fn sweep_trash(state_dir: &Path) -> Result<()> {
-    let list = trash_list(state_dir);
-    let text = match fs::read_to_string(&list) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Error::io(
-                "cannot read the list of old data to remove",
-                &list,
-                e,
-            ));
-        }
-    };
-    let left: Vec<PathBuf> = text
-        .lines()
-        .map(PathBuf::from)
-        .filter(|p| exists(p))
-        .collect();
-    remove_any(&list).at("cannot rewrite the list of old data to remove", &list)?;
-    remove_later(state_dir, left)
 }
 
 #[cfg(test)]

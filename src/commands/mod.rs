@@ -9,3 +9,4 @@ pub mod lock;
 pub mod mounts;
 pub mod restore;
 pub mod snapshot;
+pub mod trash;

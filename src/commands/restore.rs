@@ -14,11 +14,12 @@ use crate::archive::{
     ArchiveInfo, ChecksumCheck, Compression, Excludes, ExtractOptions, ExtractStats, Limits,
     check_sha256, extract, read_manifest_only,
 };
-use crate::commands::journal::{Journal, JournalPath, Phase, remove_any, sibling, sweep_trash};
+use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
 use crate::commands::layout::{Plan, check_no_running_server, resolve_target};
 use crate::commands::lock::OperationLock;
 use crate::commands::mounts;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
+use crate::commands::trash::{remove_any, sweep_trash};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdRestoreOptions};

@@ -351,38 +351,29 @@ mod tests {
         for i in 0..5 {
             std::fs::write(tmp.path().join(format!("f{i}")), "x").unwrap();
         }
-        let options = ArchiveOptions {
-            limits: crate::archive::Limits {
-                max_entries: 4,
-                ..Default::default()
-            },
-            ..ArchiveOptions::default()
+        let few = crate::archive::Limits {
+            max_entries: 4,
+            ..Default::default()
         };
-        let mut w = ArchiveWriter::create(Vec::new(), &Manifest::default(), &options).unwrap();
-        let e = w
-            .append_tree(
-                tmp.path(),
-                &Excludes::default(),
-                &crate::progress::NoProgress,
-            )
-            .unwrap_err();
-        assert!(e.to_string().contains("more than 4 entries"), "{e}");
-        let options = ArchiveOptions {
-            limits: crate::archive::Limits {
-                max_entry_bytes: 0,
-                ..Default::default()
-            },
-            ..ArchiveOptions::default()
+        let small = crate::archive::Limits {
+            max_entry_bytes: 0,
+            ..Default::default()
         };
-        let mut w = ArchiveWriter::create(Vec::new(), &Manifest::default(), &options).unwrap();
-        let e = w
-            .append_tree(
-                tmp.path(),
-                &Excludes::default(),
-                &crate::progress::NoProgress,
-            )
-            .unwrap_err();
-        assert!(e.to_string().contains("is 1 bytes"), "{e}");
+        for (limits, said) in [(few, "more than 4 entries"), (small, "is 1 bytes")] {
+            let options = ArchiveOptions {
+                limits,
+                ..ArchiveOptions::default()
+            };
+            let mut w = ArchiveWriter::create(Vec::new(), &Manifest::default(), &options).unwrap();
+            let e = w
+                .append_tree(
+                    tmp.path(),
+                    &Excludes::default(),
+                    &crate::progress::NoProgress,
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains(said), "{e}");
+        }
     }
 
     #[test]

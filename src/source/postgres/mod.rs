@@ -33,6 +33,7 @@ use crate::source::process::run;
 
 mod apply;
 mod catalog;
+mod dump;
 mod logical;
 mod physical;
 mod statement;
