@@ -69,6 +69,7 @@
 pub mod archive;
 pub mod charm;
 pub mod commands;
+pub mod encoding;
 pub mod error;
 pub mod juju;
 pub mod progress;

@@ -7,6 +7,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::encoding::{base64, base64_decode, percent_decode, percent_encode};
 use crate::error::{IoContext, Result};
 
 const ACL_ACCESS: &str = "system.posix_acl_access";
@@ -90,7 +91,7 @@ impl Attrs {
                 record(
                     &mut out,
                     &format!("{PAX_XATTR_B64}{}", percent_encode(name)),
-                    base64_encode(value).as_bytes(),
+                    base64(value).as_bytes(),
                 );
             } else {
                 record(&mut out, &format!("{PAX_XATTR}{name}"), value);
@@ -166,72 +167,6 @@ fn record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.extend_from_slice(format!("{len} {key}=").as_bytes());
     out.extend_from_slice(value);
     out.push(b'\n');
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0);
-    for &c in text.iter().filter(|&&c| c != b'=') {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 const TAG_USER_OBJ: u16 = 0x01;
@@ -332,22 +267,6 @@ mod tests {
         // Newline-separated, with comments, as getfacl prints it.
         let long = "# file: x\nuser::rw-\nuser:1000:r--\ngroup::r--\ngroup:27:rwx\nmask::r-x\nother::---\n";
         assert_eq!(acl_from_text(long).unwrap(), bin);
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for v in [
-            &b""[..],
-            b"f",
-            b"fo",
-            b"foo",
-            b"\x00\xff\n=",
-            b"hello world\n",
-        ] {
-            assert_eq!(base64_decode(base64_encode(v).as_bytes()).unwrap(), v);
-        }
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-        assert_eq!(percent_decode(&percent_encode("user.a b=%")), "user.a b=%");
     }
 
     #[test]

@@ -137,13 +137,16 @@ impl Write for AtomicFile {
     }
 }
 
-/// Removes what an [`AtomicFile`] for `dir/name` left behind when its process was killed
-/// (`.name.<random>.partial`); returns how many.
+/// Removes what an [`AtomicFile`] for `final_path` left behind when its process was killed
+/// (`.name.<random>.partial` beside it); returns how many.
 ///
 /// # Errors
-/// When `dir` cannot be listed or a file removed.
-pub fn remove_partials(dir: &Path, name: &str) -> std::io::Result<usize> {
-    let prefix = format!(".{name}.");
+/// When the directory cannot be listed or a file removed.
+pub fn remove_partials(final_path: &Path) -> std::io::Result<usize> {
+    let (Some(dir), Some(name)) = (final_path.parent(), final_path.file_name()) else {
+        return Ok(0);
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
     let mut n = 0;
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,

@@ -60,7 +60,7 @@ pub fn agent_excludes(ctx: &Context, paths: &[PathBuf]) -> Vec<(String, String)>
     agent_dirs(ctx)
         .into_iter()
         .filter_map(|d| {
-            let p = paths.iter().find(|p| d.starts_with(normalize(p)))?;
+            let p = covering(&d, paths)?;
             Some((
                 glob::Pattern::escape(&d.display().to_string()),
                 format!(
@@ -78,7 +78,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overlaps_are_found_either_way() {
+    fn directories_inside_the_paths_are_found() {
         let paths = vec![PathBuf::from("/srv/app"), PathBuf::from("/etc/x")];
         assert_eq!(
             covering(Path::new("/srv/app/./backups/"), &paths),

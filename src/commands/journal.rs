@@ -248,7 +248,7 @@ impl Journal {
             return Ok(());
         }
         if let Some(inside) = &p.inside {
-            return swap_inside(&p.path, inside);
+            return swap_inside(p, inside);
         }
         if p.had_old && exists(&p.path) {
             let old = sibling(&p.path, "old");
@@ -271,11 +271,9 @@ impl Journal {
     /// # Errors
     /// When a rename or removal fails (the journal is then kept for the next try).
     pub fn roll_back(&self) -> Result<()> {
-        if let Some(saving) = &self.saving
-            && let (Some(dir), Some(name)) = (saving.parent(), saving.file_name())
-        {
-            crate::archive::remove_partials(dir, &name.to_string_lossy())
-                .at("cannot remove the partial save in", dir)?;
+        if let Some(saving) = &self.saving {
+            crate::archive::remove_partials(saving)
+                .at("cannot remove the partial save of", saving)?;
         }
         for p in &self.paths {
             if let Some(inside) = &p.inside {
@@ -310,8 +308,8 @@ impl Journal {
     }
 
     /// Moves the subtrees of each path's old data that `excludes` matches (what the backup
-    /// left out, such as MAAS's boot resources), and its sockets, into its staging tree, recording them first so
-    /// that a roll-back, even after a kill, moves them back. Only subtrees whose parent
+    /// left out, such as MAAS's boot resources), and its sockets, into its staging tree,
+    /// recording them first so that a roll-back, even after a kill, moves them back. Only subtrees whose parent
     /// directory the staging tree has, and which it does not hold itself, are moved.
     ///
     /// # Errors
@@ -444,9 +442,8 @@ fn copy_dir_attributes(from: &Path, to: &Path) -> Result<()> {
 /// The swap of a directory by its contents: each old entry (but the pinned ones) into
 /// `.charm-backup-old`, then each staged entry into place, then the directory's own
 /// attributes. Each step is done once, so a cut-off swap is finished by running it again.
-fn swap_inside(dir: &Path, inside: &Inside) -> Result<()> {
-    let new = dir.join(INSIDE_NEW);
-    let old = dir.join(INSIDE_OLD);
+fn swap_inside(p: &JournalPath, inside: &Inside) -> Result<()> {
+    let (dir, new, old) = (&p.path, p.staging(), p.old());
     if !exists(&old) {
         fs::DirBuilder::new()
             .mode(0o700)
@@ -478,8 +475,7 @@ fn swap_inside(dir: &Path, inside: &Inside) -> Result<()> {
 
 /// Undoes [`swap_inside`] from wherever it stopped, and removes the staging directory.
 fn roll_back_inside(p: &JournalPath, inside: &Inside) -> Result<()> {
-    let new = p.path.join(INSIDE_NEW);
-    let old = p.path.join(INSIDE_OLD);
+    let (new, old) = (p.staging(), p.old());
     if exists(&new) {
         for name in &inside.staged {
             let here = p.path.join(name);

@@ -356,6 +356,12 @@ fn restore_open(
     if let Err(e) = check_no_running_server(&targets, None) {
         return Err(undo(&journal, e, "a server still runs on the data"));
     }
+    // What the backup left out: kept as it is on the unit, so neither saved nor replaced.
+    let excluded: Vec<String> = manifest
+        .sources
+        .iter()
+        .flat_map(|s| s.exclude.iter().cloned())
+        .collect();
     if let Some(target) = &options.save_existing_to {
         let existing: Vec<PathBuf> = targets
             .iter()
@@ -368,10 +374,9 @@ fn restore_open(
             so.compression = options.compression;
             so.unit = options.unit.clone();
             // What the restore keeps in place anyway is not saved again.
-            so.exclude = manifest
-                .sources
+            so.exclude = excluded
                 .iter()
-                .flat_map(|s| s.exclude.iter().cloned())
+                .cloned()
                 .chain(
                     options
                         .keep
@@ -403,11 +408,6 @@ fn restore_open(
         .paths
         .retain(|p| fs::symlink_metadata(p.staging()).is_ok());
     // What the backup left out stays as it is on the unit.
-    let excluded: Vec<String> = manifest
-        .sources
-        .iter()
-        .flat_map(|s| s.exclude.iter().cloned())
-        .collect();
     match Excludes::new(&excluded).and_then(|x| journal.carry_excluded(&x, &options.state_dir)) {
         Ok(0) => {}
         Ok(n) => progress.step(&format!(

@@ -90,11 +90,7 @@ impl Store for LocalStore {
     }
     fn abort_incomplete(&self, key: &str) -> Result<usize> {
         let p = self.path(key)?;
-        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
-            return Ok(0);
-        };
-        crate::archive::remove_partials(dir, &name.to_string_lossy())
-            .at("cannot remove an unfinished archive in", dir)
+        crate::archive::remove_partials(&p).at("cannot remove an unfinished archive of", &p)
     }
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.path(key).ok()

@@ -39,25 +39,6 @@ pub fn clock(t: jiff::Timestamp, utc: bool) -> String {
     t.to_zoned_datetime(tz).strftime("%H:%M:%S").to_string()
 }
 
-/// Standard base64, for output that is not UTF-8.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
 /// Adds captured output to results as Juju does (`stdout`, or base64 plus `stdout-encoding`).
 pub fn add_output(results: &mut Map<String, Value>, key: &str, data: &[u8]) {
     if data.is_empty() {
@@ -68,7 +49,10 @@ pub fn add_output(results: &mut Map<String, Value>, key: &str, data: &[u8]) {
             results.insert(key.into(), Value::String(s.into()));
         }
         Err(_) => {
-            results.insert(key.into(), Value::String(base64(data)));
+            results.insert(
+                key.into(),
+                Value::String(charm_backup::encoding::base64(data)),
+            );
             results.insert(format!("{key}-encoding"), "base64".into());
         }
     }
@@ -155,12 +139,5 @@ mod tests {
         assert_eq!(plain(&t), "foo:\n  bar: baz\n\nhello\n");
         let t = json!({"id": "3", "status": "failed", "message": "boom", "results": {"return-code": 0}});
         assert_eq!(plain(&t), "Action id 3 failed: boom\nTask 3 failed\n\n");
-    }
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b"\xff\xfe"), "//4=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(base64(b"a"), "YQ==");
     }
 }
