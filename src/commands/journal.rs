@@ -367,23 +367,25 @@ impl Journal {
             .unwrap_or(0);
         let mut doomed = Vec::new();
         for (i, p) in self.paths.iter().enumerate() {
-            if p.inside.is_some() {
-                for s in [p.staging(), p.old()] {
-                    if exists(&s) {
-                        let t = p.path.join(format!(".charm-backup-trash-{stamp}"));
-                        fs::rename(&s, &t).at("cannot move old data aside", &s)?;
-                        doomed.push(t);
-                    }
+            let leftovers: Vec<PathBuf> = match p.inside {
+                Some(_) => vec![p.staging(), p.old()],
+                None => ["old", "new", "trash"]
+                    .iter()
+                    .map(|tag| sibling(&p.path, tag))
+                    .collect(),
+            };
+            // A name of its own for each, on its own filesystem (beside it, or inside the
+            // directory swapped by its contents).
+            for (k, s) in leftovers.into_iter().enumerate() {
+                if !exists(&s) {
+                    continue;
                 }
-                continue;
-            }
-            for tag in ["old", "new", "trash"] {
-                let s = sibling(&p.path, tag);
-                if exists(&s) {
-                    let t = sibling(&p.path, &format!("trash-{stamp}-{i}"));
-                    fs::rename(&s, &t).at("cannot move old data aside", &s)?;
-                    doomed.push(t);
-                }
+                let t = match p.inside {
+                    Some(_) => p.path.join(format!(".charm-backup-trash-{stamp}-{k}")),
+                    None => sibling(&p.path, &format!("trash-{stamp}-{i}-{k}")),
+                };
+                fs::rename(&s, &t).at("cannot move old data aside", &s)?;
+                doomed.push(t);
             }
         }
         remove_later(state_dir, doomed)
@@ -548,6 +550,39 @@ mod tests {
             "big"
         );
         assert!(!exists(&new) && !exists(&sibling(&data, "trash")));
+    }
+
+    #[test]
+    fn clean_up_moves_every_leftover_aside_however_many_there_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        fs::create_dir_all(&state).unwrap();
+        // Renamed whole: old data and a restored tree moved aside by an earlier roll-back.
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        for tag in ["old", "trash"] {
+            fs::create_dir_all(sibling(&data, tag)).unwrap();
+            fs::write(sibling(&data, tag).join("f"), tag).unwrap();
+        }
+        // Swapped inside: old entries, and a staged entry that never moved in.
+        let vol = tmp.path().join("vol");
+        let inside = JournalPath::inside(vol.clone(), Vec::new());
+        for (dir, file) in [(inside.old(), "old"), (inside.staging(), "stray")] {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(file), file).unwrap();
+        }
+        let j = Journal::new(
+            Phase::Swapped,
+            "x".into(),
+            vec![JournalPath::new(data.clone(), true), inside.clone()],
+        );
+        j.clean_up(&state).unwrap();
+        let recorded = fs::read_to_string(state.join("trash")).unwrap();
+        assert_eq!(recorded.lines().count(), 4, "{recorded}");
+        for tag in ["old", "trash"] {
+            assert!(!exists(&sibling(&data, tag)));
+        }
+        assert!(!exists(&inside.old()) && !exists(&inside.staging()));
     }
 
     #[test]
