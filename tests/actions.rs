@@ -156,9 +156,9 @@ fn create_and_list_backups_in_the_local_store() {
     let table = listed.results["backups"].as_str().unwrap();
     assert!(
         table.starts_with(&format!(
-            "Local directory: {}\nBackups base path: /backup/\n\nbackup-id",
+            "Local directory: {}\nBackups base path: /backup/\nOwner: application charm-backup of model test (",
             store.display()
-        )),
+        )) && table.contains("backup-id              | type | status   | unit "),
         "{table}"
     );
     assert!(table.contains(&id) && table.contains("finished"), "{table}");
@@ -183,7 +183,8 @@ fn create_and_list_backups_in_the_local_store() {
             action("remove-backup").param("backup-id", id.clone()),
         )
         .unwrap();
-    assert_eq!(removed.results["removed"], "2");
+    // The marker, the archive and the metadata.
+    assert_eq!(removed.results["removed"], "3");
     let listed = h.run_action(&charm(), action("list-backups")).unwrap();
     assert!(!listed.results["backups"].as_str().unwrap().contains(&id));
     let err = h

@@ -10,9 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::archive::attrs::Attrs;
 use crate::archive::manifest::Manifest;
-use crate::archive::reader::{
-    ArchiveInfo, Checked, Limits, Rules, finish_digest, open_stream, read_manifest, stream_err,
-};
+use crate::archive::reader::{ArchiveInfo, Checked, Limits, Rules, read_manifest};
+use crate::archive::source::{ArchiveSource, finish_digest, open_stream, stream_err};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::progress::Progress;
 
@@ -312,7 +311,7 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Extracts the archive in `file`, whose first entry must be `manifest`, so that each
+/// Extracts the archive from `source` (read once, from its start), whose first entry must be `manifest`, so that each
 /// manifest root `roots[i]` lands at `staging[i]` (which must not exist yet, though its parent
 /// must) and sources' own data files (under `.charm-backup/`, such as an etcd snapshot) are
 /// offered to `sink` and, if it does not take them, land under `side`. Every entry
@@ -327,7 +326,7 @@ pub fn is_root() -> bool {
 /// failure (e.g. a full filesystem). Staging directories may be left partly written: the
 /// caller removes them.
 pub fn extract(
-    file: &File,
+    source: &dyn ArchiveSource,
     manifest: &Manifest,
     staging: &[PathBuf],
     side: &Path,
@@ -346,7 +345,7 @@ pub fn extract(
         .iter()
         .map(|r| r.strip_prefix("/").unwrap_or(r).to_path_buf())
         .collect();
-    let (mut decoded, compression) = open_stream(file)?;
+    let (mut decoded, compression) = open_stream(source)?;
     let mut stats = ExtractStats::default();
     let root = is_root();
     // Directories get their final mode and mtime after their contents are written, and hard

@@ -34,6 +34,7 @@ mod hash;
 mod manifest;
 mod output;
 mod reader;
+mod source;
 mod writer;
 
 pub use compress::{Compression, GzipEffort};
@@ -44,8 +45,9 @@ pub use manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest, SourceInfo, host_nam
 pub use output::{AtomicFile, create_private_dir, remove_partials};
 pub use reader::{
     ArchiveInfo, ChecksumCheck, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of,
-    verify, verify_file,
+    verify, verify_source,
 };
+pub use source::{ArchiveSource, FileSource};
 pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, STREAM_PART};
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.

@@ -7,9 +7,13 @@ use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
 use crate::archive::Compression;
+use crate::archive::extract::SideSink;
 use crate::archive::hash::HashingReader;
 use crate::archive::manifest::{FORMAT_VERSION, MANIFEST_NAME, Manifest};
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::archive::source::{
+    ArchiveSource, FileSource, FromStart, finish_digest, open_stream, stream_err,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 
 /// Limits an archive must stay within to be read at all.
@@ -319,183 +323,6 @@ impl Rules {
     }
 }
 
-/// Compression detected from the first bytes of `file`.
-fn detect(file: &File) -> Result<Compression> {
-    use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 4];
-    let n = file
-        .read_at(&mut head, 0)
-        .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-    let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Compression::Gzip)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Compression::Zstd)
-    } else if head.is_empty() {
-        Err(integrity("the archive is empty"))
-    } else {
-        Err(integrity("the file is not a gzip or zstd archive"))
-    }
-}
-
-/// Decompressed bytes of an archive. A background thread reads the file, hashes it and
-/// inflates it, so decompression runs on one core while the caller parses and writes on
-/// another; at most [`QUEUED`] chunks of 1 MiB are in flight.
-pub(crate) struct Decoded {
-    rx: std::sync::mpsc::Receiver<io::Result<Chunk>>,
-    /// Read chunks go back to the decoding thread, which refills them: no allocation (nor
-    /// zeroing of fresh pages) per chunk.
-    spare: std::sync::mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    len: usize,
-    pos: usize,
-    worker: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
-}
-
-/// Chunks queued between the decoding thread and the reader.
-const QUEUED: usize = 4;
-
-/// A buffer and how much of it holds data.
-type Chunk = (Vec<u8>, usize);
-
-impl Read for Decoded {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.len {
-            match self.rx.recv() {
-                Ok(Ok((chunk, len))) => {
-                    let used = std::mem::replace(&mut self.buf, chunk);
-                    if !used.is_empty() {
-                        let _ = self.spare.send(used);
-                    }
-                    self.len = len;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.len - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Sends everything `d` yields, in 1 MiB chunks, reusing the buffers the reader gives back.
-fn pump(
-    d: &mut impl Read,
-    tx: &std::sync::mpsc::SyncSender<io::Result<Chunk>>,
-    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
-) -> io::Result<()> {
-    loop {
-        let mut chunk = spare.try_recv().unwrap_or_else(|_| vec![0u8; 1 << 20]);
-        let n = crate::archive::fill(d, &mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        if tx.send(Ok((chunk, n))).is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the reader stopped",
-            ));
-        }
-    }
-}
-
-/// Reads a file from its start with positioned reads, so several readers of one open file
-/// (a duplicated descriptor shares its offset) never disturb each other.
-pub(crate) struct FromStart {
-    file: File,
-    pos: u64,
-}
-
-impl FromStart {
-    /// A reader of `file` from offset 0.
-    pub(crate) fn new(file: &File) -> Result<Self> {
-        let file = file
-            .try_clone()
-            .map_err(|e| integrity("cannot read the archive").with_source(e))?;
-        Ok(FromStart { file, pos: 0 })
-    }
-}
-
-impl Read for FromStart {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// Opens `file` from its start for reading entries.
-pub(crate) fn open_stream(file: &File) -> Result<(Decoded, Compression)> {
-    let compression = detect(file)?;
-    let f = FromStart::new(file)?;
-    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
-    let (spare, spares) = std::sync::mpsc::channel();
-    let worker = std::thread::spawn(move || -> io::Result<(String, u64)> {
-        let hashing = BufReader::with_capacity(1 << 20, HashingReader::new(f));
-        let run = || -> io::Result<(String, u64)> {
-            let h = match compression {
-                Compression::Gzip => {
-                    let mut d = flate2::bufread::MultiGzDecoder::new(hashing);
-                    pump(&mut d, &tx, &spares)?;
-                    d.into_inner().into_inner()
-                }
-                Compression::Zstd => {
-                    let mut d = zstd::stream::read::Decoder::with_buffer(hashing)?;
-                    pump(&mut d, &tx, &spares)?;
-                    d.finish().into_inner()
-                }
-            };
-            h.finish()
-        };
-        let r = run();
-        if let Err(e) = &r {
-            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-        }
-        r
-    });
-    Ok((
-        Decoded {
-            rx,
-            spare,
-            buf: Vec::new(),
-            len: 0,
-            pos: 0,
-            worker: Some(worker),
-        },
-        compression,
-    ))
-}
-
-/// Turns a read error inside the stream into an integrity error that says what to do.
-pub(crate) fn stream_err(e: io::Error) -> Error {
-    let what = match e.kind() {
-        io::ErrorKind::UnexpectedEof => "the archive is truncated",
-        _ => "the archive is damaged",
-    };
-    integrity(format!(
-        "{what}: get a complete copy (compare its sha256) and try again"
-    ))
-    .with_source(e)
-}
-
-/// Finishes the digest: drains the decoder (so gzip's CRC is checked) and the file.
-pub(crate) fn finish_digest(mut decoded: Decoded) -> Result<(String, u64)> {
-    io::copy(&mut decoded, &mut io::sink()).map_err(stream_err)?;
-    let worker = decoded.worker.take();
-    drop(decoded);
-    match worker.map(|w| w.join()) {
-        Some(Ok(r)) => r.map_err(stream_err),
-        _ => Err(Error::new(
-            ErrorKind::Other,
-            "internal error: the archive reader thread failed",
-        )),
-    }
-}
-
 /// Checks a digest against the expected one.
 ///
 /// # Errors
@@ -540,20 +367,23 @@ pub fn verify(
     options: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<ArchiveInfo> {
-    let file = File::open(path).at("cannot open the archive", path)?;
-    verify_file(&file, options, progress).map_err(|e| e.with_path(path))
+    let source = FileSource::open(path)?;
+    verify_source(&source, options, &mut (), progress).map_err(|e| e.with_path(path))
 }
 
-/// As [`verify`], on an open file (read from its start).
+/// As [`verify`], on any source, read once from its start; sources' own data entries (under
+/// `.charm-backup/`) are offered to `sink` to check (what it does not take is read and
+/// dropped).
 ///
 /// # Errors
-/// As [`verify`].
-pub fn verify_file(
-    file: &File,
+/// As [`verify`], and whatever `sink` reports.
+pub fn verify_source(
+    source: &dyn ArchiveSource,
     options: &VerifyOptions,
+    sink: &mut dyn SideSink,
     progress: &dyn Progress,
 ) -> Result<ArchiveInfo> {
-    let (mut decoded, compression) = open_stream(file)?;
+    let (mut decoded, compression) = open_stream(source)?;
     let mut rules = Rules::new(options.limits);
     let mut manifest = None;
     {
@@ -566,7 +396,12 @@ pub fn verify_file(
                     rules.set_roots(&m)?;
                     manifest = Some(m);
                 }
-                Checked::Entry { .. } | Checked::Side { .. } => {
+                Checked::Side { name } => {
+                    if !sink.entry(&name, &mut entry)? {
+                        io::copy(&mut entry, &mut io::sink()).map_err(stream_err)?;
+                    }
+                }
+                Checked::Entry { .. } => {
                     io::copy(&mut entry, &mut io::sink()).map_err(stream_err)?;
                 }
             }
@@ -596,13 +431,13 @@ impl Rules {
     }
 }
 
-/// Reads only the manifest (the first entry) of the archive in `file`.
+/// Reads only the manifest (the first entry) of the archive in `source`.
 ///
 /// # Errors
 /// [`ErrorKind::Integrity`] when the file is not a charm-backup archive or its manifest is not
 /// valid.
-pub fn read_manifest_only(file: &File) -> Result<Manifest> {
-    let (mut decoded, _) = open_stream(file)?;
+pub fn read_manifest_only(source: &dyn ArchiveSource) -> Result<Manifest> {
+    let (mut decoded, _) = open_stream(source)?;
     let mut archive = tar::Archive::new(&mut decoded);
     let mut entries = archive.entries().map_err(stream_err)?;
     let mut first = entries
@@ -713,9 +548,10 @@ mod tests {
         );
         gz.write_all(&data).unwrap();
         gz.finish().unwrap();
+        let source = FileSource::open(&path).unwrap();
         let file = File::open(&path).unwrap();
-        let (mut a, _) = open_stream(&file).unwrap();
-        let (mut b, _) = open_stream(&file).unwrap();
+        let (mut a, _) = open_stream(&source).unwrap();
+        let (mut b, _) = open_stream(&source).unwrap();
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
         let mut buf = [0u8; 65536];
         loop {

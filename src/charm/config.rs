@@ -77,6 +77,12 @@ pub struct CharmConfig {
     /// The server's data directory, for physical restores.
     #[serde(default)]
     pub postgresql_data_dir: String,
+    /// Keep the newest this many finished backups (0: all).
+    #[serde(default)]
+    pub retention_count: i64,
+    /// Remove finished backups older than this many days before the newest (0: never).
+    #[serde(default)]
+    pub retention_days: i64,
 }
 
 fn default_pg_mode() -> String {
@@ -234,6 +240,12 @@ impl CharmConfig {
         })
     }
 
+    /// The `postgresql-bin-dir` option, when set.
+    pub fn pg_bin_dir(&self) -> Option<PathBuf> {
+        let d = self.postgresql_bin_dir.trim();
+        (!d.is_empty()).then(|| PathBuf::from(d))
+    }
+
     /// The PostgreSQL settings without the password, when `postgresql-uri` is set.
     ///
     /// # Errors
@@ -293,6 +305,27 @@ impl CharmConfig {
         Postgres::new(o).map(Some)
     }
 
+    /// The retention policy (`retention-count`, `retention-days`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a negative or absurd value.
+    pub fn retention(&self) -> Result<crate::store::repo::RetentionOptions> {
+        let check = |name: &str, v: i64| -> Result<u32> {
+            u32::try_from(v)
+                .ok()
+                .filter(|n| *n <= 100_000)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{name} must be between 0 (no limit) and 100000, not {v}"
+                    ))
+                })
+        };
+        Ok(crate::store::repo::RetentionOptions::new(
+            check("retention-count", self.retention_count)?,
+            check("retention-days", self.retention_days)?,
+        ))
+    }
+
     /// The status the config calls for: `blocked` with what to fix, `waiting` while a
     /// configured path does not exist yet, or `None` when all is well.
     pub fn problem(&self) -> Option<Status> {
@@ -300,6 +333,9 @@ impl CharmConfig {
             return Some(Status::Blocked(format!("compression: {e}")));
         }
         if let Err(e) = self.compression_threads() {
+            return Some(Status::Blocked(e.to_string()));
+        }
+        if let Err(e) = self.retention() {
             return Some(Status::Blocked(e.to_string()));
         }
         if !PathBuf::from(&self.local_store).is_absolute() {

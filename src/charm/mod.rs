@@ -19,6 +19,8 @@ pub fn charm() -> Charm {
         .action(actions::ListBackups)
         .action(actions::ShowBackup)
         .action(actions::RemoveBackup)
+        .action(actions::VerifyBackup)
+        .action(actions::PruneBackups)
         .hooks(hooks::handle)
         .before(hooks::recover_interrupted)
 }

@@ -3,9 +3,9 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::commands::list_backups::human_size;
 use crate::juju::Context;
 use crate::progress::Progress;
+use crate::progress::human_size;
 
 /// How often a byte-count line is logged at most.
 const EVERY: Duration = Duration::from_secs(5);

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{
-    ArchiveInfo, ChecksumCheck, Compression, Excludes, ExtractOptions, ExtractStats, Limits,
-    check_sha256, extract, read_manifest_only,
+    ArchiveInfo, ArchiveSource, ChecksumCheck, Compression, Excludes, ExtractOptions, ExtractStats,
+    Limits, check_sha256, extract, read_manifest_only,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
 use crate::commands::layout::{Plan, check_no_running_server, resolve_target};
@@ -111,7 +111,8 @@ fn systemctl(verb: &str, units: &[String]) -> Result<()> {
     .map(drop)
 }
 
-/// Restores the archive at `archive`.
+/// Restores the archive `archive` (a local file, or an object streamed from a store: either
+/// is read once into staging, its sha256 computed on the way and checked before the swap).
 ///
 /// # Errors
 /// [`ErrorKind::Busy`] when another operation runs; [`ErrorKind::Integrity`] for a bad
@@ -119,7 +120,7 @@ fn systemctl(verb: &str, units: &[String]) -> Result<()> {
 /// not back up. Any failure before the swap leaves the data as it was; a failure during the
 /// swap puts the old data back.
 pub fn restore(
-    archive: &Path,
+    archive: &dyn ArchiveSource,
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
@@ -128,21 +129,22 @@ pub fn restore(
     if let Some(done) = recover_locked(&options.state_dir)? {
         progress.step(&done);
     }
-    let file = fs::File::open(archive).at("cannot open the archive", archive)?;
-    // The sum is checked alongside the rest: a wrong file stops the extraction early, and its
-    // mismatch is the error reported whatever else failed, since it explains the rest.
-    let mut checksum = match &options.expected_sha256 {
-        Some(expected) => {
-            progress.step(&format!("checking the sha256 of {}", archive.display()));
-            Some(ChecksumCheck::start(&file, expected)?)
+    let name = archive.name();
+    // A local file's sum is checked alongside the rest, on a thread of its own: a wrong file
+    // stops the extraction early, and its mismatch is the error reported whatever else failed,
+    // since it explains the rest. A stream's sum is computed as it is read.
+    let mut checksum = match (&options.expected_sha256, archive.file()) {
+        (Some(expected), Some(file)) => {
+            progress.step(&format!("checking the sha256 of {name}"));
+            Some(ChecksumCheck::start(file, expected)?)
         }
-        None => None,
+        _ => None,
     };
-    let restored = restore_open(archive, &file, options, &mut checksum, start, progress);
+    let restored = restore_open(archive, options, &mut checksum, start, progress);
     match (checksum, &restored) {
         // A damaged or unexpected file: the sum says which.
         (Some(c), Err(e)) if e.kind() == ErrorKind::Integrity => {
-            c.wait().map_err(|e| e.with_path(archive))?;
+            c.wait().map_err(|e| e.with_context(name.clone()))?;
         }
         // Other failures (settings, a busy unit) do not wait for the whole file to be hashed.
         _ => {}
@@ -150,17 +152,16 @@ pub fn restore(
     restored
 }
 
-/// [`restore`] once the archive is open and the lock held; waits for `checksum` (taking it)
-/// before anything is swapped.
+/// [`restore`] once the lock is held; waits for `checksum` (taking it) before anything is
+/// swapped.
 fn restore_open(
-    archive: &Path,
-    file: &fs::File,
+    archive: &dyn ArchiveSource,
     options: &RestoreOptions,
     checksum: &mut Option<ChecksumCheck>,
     start: Instant,
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
-    let manifest = read_manifest_only(file).map_err(|e| e.with_path(archive))?;
+    let manifest = read_manifest_only(archive).map_err(|e| e.with_context(archive.name()))?;
     let roots: Vec<PathBuf> = manifest.roots().iter().map(PathBuf::from).collect();
     let pg_source = manifest.sources.iter().find(|s| s.kind == postgres::KIND);
     let pg = match (pg_source, &options.postgresql) {
@@ -255,11 +256,7 @@ fn restore_open(
         &mounts::mount_points(),
         &options.keep,
     );
-    let mut journal = Journal::new(
-        Phase::Staging,
-        archive.display().to_string(),
-        plan.units.clone(),
-    );
+    let mut journal = Journal::new(Phase::Staging, archive.name(), plan.units.clone());
     journal.services = options.services.clone();
     journal.pg_ctl = pg_ctl.clone();
     for r in &targets {
@@ -290,7 +287,7 @@ fn restore_open(
     };
     progress.step(&format!(
         "verifying and extracting {} into staging directories",
-        archive.display()
+        archive.name()
     ));
     let side = sibling(&options.state_dir.join("side"), "new");
     let _ = remove_any(&side);
@@ -299,7 +296,7 @@ fn restore_open(
     extract_options.redirects = plan.redirects.clone();
     let extracted = match logical.as_mut() {
         Some(l) => extract(
-            file,
+            archive,
             &manifest,
             &plan.staging,
             &side,
@@ -309,7 +306,7 @@ fn restore_open(
         )
         .and_then(|x| l.finish().map(|()| x)),
         None => extract(
-            file,
+            archive,
             &manifest,
             &plan.staging,
             &side,

@@ -159,3 +159,47 @@ pub fn restore(snapshot: &Path, options: &EtcdRestoreOptions, into: &Path) -> Re
     )
     .map(drop)
 }
+
+/// Checks an etcd snapshot as `etcdctl snapshot save` writes it, in one pass: a bbolt database
+/// followed by the SHA-256 of everything before it (the trailer `etcdctl snapshot restore`
+/// checks). Returns the snapshot's size.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] when it is too short or its trailer does not match.
+pub fn check_snapshot(data: &mut dyn std::io::Read) -> Result<u64> {
+    use sha2::Digest;
+    const TRAILER: usize = 32;
+    let mut hasher = sha2::Sha256::new();
+    // The last TRAILER bytes seen are held back: they may be the trailer.
+    let mut held: Vec<u8> = Vec::with_capacity(TRAILER);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = crate::archive::fill(data, &mut buf).map_err(|e| {
+            Error::new(ErrorKind::Integrity, "cannot read the etcd snapshot").with_source(e)
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        held.extend_from_slice(&buf[..n]);
+        if held.len() > TRAILER {
+            let cut = held.len() - TRAILER;
+            hasher.update(&held[..cut]);
+            held.drain(..cut);
+        }
+    }
+    let bad = |why: &str| {
+        Err(Error::new(
+            ErrorKind::Integrity,
+            format!("the etcd snapshot is damaged: {why}"),
+        ))
+    };
+    if held.len() < TRAILER || total < 4096 {
+        return bad("it is too short to be a snapshot");
+    }
+    if hasher.finalize().as_slice() != held.as_slice() {
+        return bad("its SHA-256 trailer does not match its content");
+    }
+    Ok(total)
+}

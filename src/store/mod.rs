@@ -15,6 +15,7 @@
 //! ```
 
 mod local;
+pub mod repo;
 mod s3;
 
 use std::io::{Read, Write};
@@ -87,6 +88,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn abort_incomplete(&self, key: &str) -> Result<usize> {
         let _ = key;
         Ok(0)
+    }
+
+    /// Opens `key`, whose size is `size`, for reading from its start; a store reached over
+    /// the network resumes a dropped read where it stopped (a bounded number of times)
+    /// instead of failing the whole read.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    fn open_resumable(&self, key: &str, size: u64) -> Result<Box<dyn Read + Send>> {
+        let _ = size;
+        self.open(key)
     }
 
     /// Removes `key` (absent is fine).

@@ -39,6 +39,7 @@ mod physical;
 mod server;
 mod statement;
 mod tls;
+pub mod verify;
 
 pub use logical::{LogicalRestore, LogicalRestoreOptions};
 pub use physical::{PgCtl, running_servers};
@@ -151,7 +152,7 @@ fn pg_error(e: &postgres::Error) -> String {
 }
 
 fn human(bytes: u64) -> String {
-    crate::commands::list_backups::human_size(bytes)
+    crate::progress::human_size(bytes)
 }
 
 /// One query's rows, every column as text (`None` for NULL).

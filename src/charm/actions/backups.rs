@@ -1,0 +1,404 @@
+//! The actions on the backup store: `create-backup`, `list-backups`, `show-backup`,
+//! `verify-backup`, `remove-backup` and `prune-backups`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::charm::actions::restore::whose;
+use crate::charm::actions::{log_warnings, open_store, snapshot_options, state_dir};
+use crate::charm::config::CharmConfig;
+use crate::charm::progress::ActionProgress;
+use crate::commands::create_backup::{CreateBackupOptions, create_backup};
+use crate::commands::list_backups::{list_backups, render_fitting};
+use crate::commands::manage::{prune_backups, remove_backup};
+use crate::commands::verify::{VerifyBackupOptions, verify_backup};
+use crate::error::Error;
+use crate::juju::{Action, BoxError, Context};
+use crate::progress::human_size;
+use crate::store::Store;
+use crate::store::repo::{BackupMetadata, Repository};
+
+/// What a versioned store keeps of removed objects, for the log.
+fn versions_left(store: &dyn Store) -> Option<String> {
+    let _ = store;
+    None
+}
+
+/// `create-backup`: a backup in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CreateBackup;
+
+/// `create-backup` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateBackupParams {
+    /// `full`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Notes.
+    #[serde(default)]
+    pub notes: String,
+    /// Write to a store path another model or application owns, taking it over.
+    #[serde(default)]
+    pub take_over_store: bool,
+}
+
+/// `create-backup` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreateBackupResults {
+    /// The new backup's id.
+    pub backup_id: String,
+    /// `backup.path`, `.sha256`, `.size`.
+    pub backup: BackupResult,
+    /// Start time.
+    pub started: String,
+    /// End time.
+    pub finished: String,
+    /// Backups retention removed afterwards, space-separated (absent when none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pruned: String,
+}
+
+/// The stored archive.
+#[derive(Debug, Serialize)]
+pub struct BackupResult {
+    /// Where it is.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Its size for people.
+    pub size: String,
+}
+
+impl Action for CreateBackup {
+    const NAME: &'static str = "create-backup";
+    type Params = CreateBackupParams;
+    type Results = CreateBackupResults;
+
+    fn run(
+        &self,
+        ctx: &mut Context,
+        p: CreateBackupParams,
+    ) -> Result<CreateBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let mut retention = config.retention()?;
+        retention.unit = ctx.juju().unit_name.clone();
+        let options = CreateBackupOptions {
+            snapshot: snapshot_options(ctx, &config)?,
+            kind: p.kind,
+            notes: p.notes,
+            name_prefix: ctx.juju().app_name().to_string(),
+            model: ctx.juju().model_name.clone(),
+            model_uuid: ctx.juju().model_uuid.clone(),
+            made_by: ctx.juju().unit_name.clone(),
+            take_over_store: p.take_over_store,
+            retention,
+        };
+        let progress = ActionProgress::new(ctx);
+        let stats = create_backup(store.as_ref(), &options, &progress)?;
+        log_warnings(ctx, &stats.archive.warnings);
+        let pruned: Vec<String> = stats
+            .pruned
+            .removed
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        let m = stats.metadata;
+        Ok(CreateBackupResults {
+            backup_id: m.id,
+            backup: BackupResult {
+                path: stats.url,
+                sha256: m.sha256,
+                size: human_size(m.size),
+            },
+            started: m.started,
+            finished: m.finished,
+            pruned: pruned.join(" "),
+        })
+    }
+}
+
+/// `list-backups`: the backups in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListBackups;
+
+/// `list-backups` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListBackupsParams {
+    /// `table` or `json`.
+    pub format: String,
+    /// Show only the newest this many (0: all).
+    pub limit: usize,
+}
+
+/// `list-backups` results.
+#[derive(Debug, Serialize)]
+pub struct ListBackupsResults {
+    /// The table, or JSON.
+    pub backups: String,
+}
+
+impl Action for ListBackups {
+    const NAME: &'static str = "list-backups";
+    type Params = ListBackupsParams;
+    type Results = ListBackupsResults;
+
+    fn run(&self, ctx: &mut Context, p: ListBackupsParams) -> Result<ListBackupsResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let mut list = list_backups(store.as_ref())?;
+        list.keep_newest(p.limit);
+        let json = p.format == "json";
+        let backups = render_fitting(&list, |l| {
+            if json {
+                serde_json::to_string(l).unwrap_or_default()
+            } else {
+                l.table()
+            }
+        })?;
+        Ok(ListBackupsResults { backups })
+    }
+}
+
+/// Params of the actions that name one backup.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BackupIdParams {
+    /// The backup's id.
+    pub backup_id: String,
+}
+
+/// `show-backup`: one backup's metadata, as `juju backups info` shows it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShowBackup;
+
+/// `show-backup` results.
+#[derive(Debug, Serialize)]
+pub struct ShowBackupResults {
+    /// Every recorded field, under `backup.`.
+    pub backup: BackupMetadata,
+}
+
+impl Action for ShowBackup {
+    const NAME: &'static str = "show-backup";
+    type Params = BackupIdParams;
+    type Results = ShowBackupResults;
+
+    fn run(&self, ctx: &mut Context, p: BackupIdParams) -> Result<ShowBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let b = Repository::new(store.as_ref()).find(&p.backup_id)?;
+        for line in whose(ctx, &b.metadata) {
+            ctx.log(&line);
+        }
+        Ok(ShowBackupResults { backup: b.metadata })
+    }
+}
+
+/// `remove-backup`: delete one backup's archive and metadata.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RemoveBackup;
+
+/// `remove-backup` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RemoveBackupResults {
+    /// The id removed.
+    pub backup_id: String,
+    /// Objects deleted.
+    pub removed: usize,
+}
+
+impl Action for RemoveBackup {
+    const NAME: &'static str = "remove-backup";
+    type Params = BackupIdParams;
+    type Results = RemoveBackupResults;
+
+    fn run(&self, ctx: &mut Context, p: BackupIdParams) -> Result<RemoveBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let progress = ActionProgress::new(ctx);
+        let keys = remove_backup(store.as_ref(), &p.backup_id, &state_dir(ctx), &progress)?;
+        if let Some(what) = versions_left(store.as_ref()) {
+            ctx.log(&what);
+        }
+        Ok(RemoveBackupResults {
+            backup_id: p.backup_id,
+            removed: keys.len(),
+        })
+    }
+}
+
+/// `verify-backup`: read a stored backup whole and check it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct VerifyBackup;
+
+/// `verify-backup` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VerifyBackupParams {
+    /// The backup (default: the newest finished one).
+    pub backup_id: Option<String>,
+}
+
+/// `verify-backup` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VerifyBackupResults {
+    /// The backup verified.
+    pub backup_id: String,
+    /// `verify.status`, `.entries`, `.bytes`, `.sha256`.
+    pub verify: VerifyResult,
+}
+
+/// What verification found.
+#[derive(Debug, Serialize)]
+pub struct VerifyResult {
+    /// `ok` (a damaged backup fails the action, saying what is wrong).
+    pub status: String,
+    /// Entries read.
+    pub entries: u64,
+    /// Bytes of the archive read.
+    pub bytes: u64,
+    /// The archive's sha256, as read.
+    pub sha256: String,
+    /// PostgreSQL dumps read back with `pg_restore --list`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dumps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Action for VerifyBackup {
+    const NAME: &'static str = "verify-backup";
+    type Params = VerifyBackupParams;
+    type Results = VerifyBackupResults;
+
+    fn run(
+        &self,
+        ctx: &mut Context,
+        p: VerifyBackupParams,
+    ) -> Result<VerifyBackupResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let store = open_store(ctx, &config)?;
+        let options = VerifyBackupOptions {
+            backup_id: p.backup_id.filter(|s| !s.is_empty()),
+            pg_bin_dir: config.pg_bin_dir(),
+            ..Default::default()
+        };
+        let progress = ActionProgress::new(ctx);
+        let stats = verify_backup(store.as_ref(), &options, &progress)?;
+        for line in whose(ctx, &stats.metadata) {
+            ctx.log(&line);
+        }
+        ctx.log(&format!(
+            "backup {} is whole: {} entries, {} read in {:.1}s{}",
+            stats.metadata.id,
+            stats.archive.entries,
+            human_size(stats.archive.bytes),
+            stats.elapsed.as_secs_f64(),
+            if stats.etcd_snapshot {
+                ", etcd snapshot checksum ok"
+            } else {
+                ""
+            }
+        ));
+        Ok(VerifyBackupResults {
+            backup_id: stats.metadata.id,
+            verify: VerifyResult {
+                status: "ok".into(),
+                entries: stats.archive.entries,
+                bytes: stats.archive.bytes,
+                sha256: stats.archive.sha256,
+                dumps: stats.dumps,
+            },
+        })
+    }
+}
+
+/// `prune-backups`: apply the retention config now.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneBackups;
+
+/// `prune-backups` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PruneBackupsParams {
+    /// Only list what would go.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `prune-backups` results.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PruneBackupsResults {
+    /// The backups removed (or, dry, that would be), space-separated.
+    pub removed: String,
+    /// Why each goes, one line per backup.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reasons: String,
+    /// Finished backups that remain.
+    pub kept: usize,
+    /// Whether nothing was removed on purpose.
+    pub dry_run: bool,
+}
+
+impl Action for PruneBackups {
+    const NAME: &'static str = "prune-backups";
+    type Params = PruneBackupsParams;
+    type Results = PruneBackupsResults;
+
+    fn run(
+        &self,
+        ctx: &mut Context,
+        p: PruneBackupsParams,
+    ) -> Result<PruneBackupsResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        let mut retention = config.retention()?;
+        if !retention.is_active() {
+            return Err(Error::invalid(
+                "no retention is configured, so nothing would be removed: set retention-count or retention-days (juju config <app> retention-count=7)",
+            )
+            .into());
+        }
+        retention.dry_run = p.dry_run;
+        retention.unit = ctx.juju().unit_name.clone();
+        let store = open_store(ctx, &config)?;
+        let progress = ActionProgress::new(ctx);
+        let stats = prune_backups(store.as_ref(), &retention, &state_dir(ctx), &progress)?;
+        if stats.removed.is_empty() {
+            ctx.log("retention removes nothing: every backup is kept");
+        } else if !p.dry_run
+            && let Some(what) = versions_left(store.as_ref())
+        {
+            ctx.log(&what);
+        }
+        // The reasons of the first 200 only, so the results always fit.
+        let mut reasons: Vec<String> = stats
+            .removed
+            .iter()
+            .take(200)
+            .map(|(id, why)| format!("{id}: {why}"))
+            .collect();
+        if stats.removed.len() > 200 {
+            reasons.push(format!("... and {} more", stats.removed.len() - 200));
+        }
+        let reasons = reasons.join("\n");
+        Ok(PruneBackupsResults {
+            removed: stats
+                .removed
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            reasons,
+            kept: stats.kept,
+            dry_run: p.dry_run,
+        })
+    }
+}

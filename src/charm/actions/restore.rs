@@ -1,0 +1,225 @@
+//! `restore`: put a snapshot or a stored backup back. A stored backup streams from the store
+//! straight into staging: no copy of the archive on the unit's disk.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{ArchiveSource, FileSource, Limits};
+use crate::charm::actions::{log_warnings, open_store, state_dir};
+use crate::charm::config::CharmConfig;
+use crate::charm::own_dirs;
+use crate::charm::progress::ActionProgress;
+use crate::commands::restore::{RestoreOptions, restore};
+use crate::error::{Error, ErrorKind};
+use crate::juju::{Action, BoxError, Context};
+use crate::source::postgres::LogicalRestoreOptions;
+use crate::store::repo::{BackupMetadata, Repository};
+
+/// What the operator should know of whose backup `meta` is, when it is not this unit's own.
+pub(crate) fn whose(ctx: &Context, meta: &BackupMetadata) -> Vec<String> {
+    let j = ctx.juju();
+    let mut out = Vec::new();
+    if !meta.model_uuid.is_empty() && meta.model_uuid != j.model_uuid {
+        out.push(format!(
+            "backup {} comes from another model: {} ({})",
+            meta.id, meta.model, meta.model_uuid
+        ));
+    }
+    let made_by = if meta.made_by.is_empty() {
+        &meta.unit
+    } else {
+        &meta.made_by
+    };
+    if !made_by.is_empty() && made_by != &j.unit_name && meta.unit != j.workload_unit() {
+        out.push(format!(
+            "backup {} was made by unit {made_by} (data of {}), not by this unit {}",
+            meta.id, meta.unit, j.unit_name
+        ));
+    }
+    out
+}
+
+/// `restore`: put a snapshot or backup back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restore;
+
+/// `restore` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RestoreParams {
+    /// A backup in the store.
+    pub backup_id: Option<String>,
+    /// An archive on the unit.
+    pub path: Option<String>,
+    /// The expected SHA-256.
+    pub sha256: Option<String>,
+    /// Where to save the existing data.
+    pub target: String,
+    /// Do not save the existing data.
+    #[serde(default)]
+    pub skip_backup: bool,
+    /// Accept symlinks that point outside the restored paths.
+    #[serde(default)]
+    pub allow_external_symlinks: bool,
+    /// Accept device nodes in the archive (restored as root).
+    #[serde(default)]
+    pub allow_devices: bool,
+    /// Restore a volume's data though nothing is mounted where it was.
+    #[serde(default)]
+    pub allow_unmounted: bool,
+    /// End other sessions on the databases a logical restore replaces.
+    #[serde(default)]
+    pub terminate_sessions: bool,
+    /// Give existing roles their backed-up passwords and attributes.
+    #[serde(default)]
+    pub restore_roles: bool,
+}
+
+/// `restore` results.
+#[derive(Debug, Serialize)]
+pub struct RestoreResults {
+    /// `restore.source`, `.sha256`, `.paths`, `.bytes`.
+    pub restore: RestoreResult,
+    /// `backup.path`, `backup.sha256` of the saved existing data (absent with skip-backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<SavedResult>,
+}
+
+/// What was restored.
+#[derive(Debug, Serialize)]
+pub struct RestoreResult {
+    /// The archive restored from.
+    pub source: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// The paths put back, space-separated.
+    pub paths: String,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Databases put back by a logical restore, space-separated.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub databases: String,
+    /// The databases they replaced, kept under these names (drop them once satisfied).
+    #[serde(rename = "kept-databases", skip_serializing_if = "String::is_empty")]
+    pub kept_databases: String,
+}
+
+/// The archive of the data that was replaced.
+#[derive(Debug, Serialize)]
+pub struct SavedResult {
+    /// Its path.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+impl Action for Restore {
+    const NAME: &'static str = "restore";
+    type Params = RestoreParams;
+    type Results = RestoreResults;
+
+    fn run(&self, ctx: &mut Context, p: RestoreParams) -> Result<RestoreResults, BoxError> {
+        let config = CharmConfig::read(ctx)?;
+        if !p.skip_backup {
+            own_dirs::refuse_inside("target", Path::new(&p.target), &config.paths())?;
+        }
+        if let Some(path) = &p.path {
+            own_dirs::refuse_inside("path", Path::new(path), &config.paths())
+                .map_err(|e| Error::invalid(format!("{e} (copy the archive out first)")))?;
+        }
+        let store;
+        let repo;
+        let mut expected = p.sha256.clone();
+        let source: Box<dyn ArchiveSource + '_> = if let Some(id) = &p.backup_id {
+            store = open_store(ctx, &config)?;
+            repo = Repository::new(store.as_ref());
+            let meta = repo.finished(id)?;
+            if let Some(e) = &expected
+                && !e.eq_ignore_ascii_case(&meta.sha256)
+            {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!(
+                        "backup {id} has sha256 {}, not the {e} you gave",
+                        meta.sha256
+                    ),
+                )
+                .into());
+            }
+            expected = Some(meta.sha256.clone());
+            for line in whose(ctx, &meta) {
+                ctx.log(&line);
+            }
+            repo.archive(&meta)?
+        } else if let Some(path) = &p.path {
+            Box::new(FileSource::open(Path::new(path))?)
+        } else {
+            ctx.log("no backup-id or path given: restoring the attached snapshot resource");
+            Box::new(FileSource::open(&ctx.resource("snapshot")?)?)
+        };
+        let options = RestoreOptions {
+            expected_sha256: expected,
+            allowed_paths: config.paths(),
+            save_existing_to: (!p.skip_backup).then(|| PathBuf::from(&p.target)),
+            name_prefix: ctx.juju().app_name().to_string(),
+            compression: config.compression()?,
+            services: config.services(),
+            state_dir: state_dir(ctx),
+            unit: ctx.juju().workload_unit().to_string(),
+            limits: Limits {
+                allow_external_symlinks: p.allow_external_symlinks,
+                allow_devices: p.allow_devices,
+                allow_unmounted: p.allow_unmounted,
+                ..Limits::default()
+            },
+            etcd: config.etcd_restore(),
+            postgresql: config.postgresql(ctx)?,
+            keep: own_dirs::agent_dirs(ctx),
+            logical: LogicalRestoreOptions {
+                terminate_sessions: p.terminate_sessions,
+                restore_roles: p.restore_roles,
+            },
+        };
+        let progress = ActionProgress::new(ctx);
+        let stats = restore(source.as_ref(), &options, &progress)?;
+        log_warnings(ctx, &stats.warnings);
+        let what: Vec<String> = stats
+            .databases
+            .iter()
+            .map(|d| format!("database {d}"))
+            .chain(stats.paths.iter().map(|p| p.display().to_string()))
+            .collect();
+        ctx.log(&format!(
+            "restored {} from {} in {:.1}s",
+            what.join(", "),
+            source.name(),
+            stats.elapsed.as_secs_f64()
+        ));
+        if !stats.kept_databases.is_empty() {
+            ctx.log(&format!(
+                "the replaced databases are kept as {}: drop them once the restore is checked",
+                stats.kept_databases.join(" ")
+            ));
+        }
+        Ok(RestoreResults {
+            restore: RestoreResult {
+                source: source.name(),
+                sha256: stats.archive.sha256,
+                paths: stats
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                bytes: stats.extracted.bytes_written,
+                databases: stats.databases.join(" "),
+                kept_databases: stats.kept_databases.join(" "),
+            },
+            backup: stats.saved.map(|s| SavedResult {
+                path: s.path.display().to_string(),
+                sha256: s.archive.sha256,
+            }),
+        })
+    }
+}

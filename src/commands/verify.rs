@@ -1,0 +1,131 @@
+//! `verify-backup`: read a stored backup whole, as a restore would, without writing anything to
+//! the unit's data: its sha256 against the metadata, every entry against the restore's rules,
+//! the manifest, each PostgreSQL dump through `pg_restore --list` and an etcd snapshot's own
+//! checksum.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::archive::{ArchiveInfo, Limits, SideSink, VerifyOptions, verify_source};
+use crate::error::{Error, ErrorKind, Result, chain};
+use crate::progress::Progress;
+use crate::source::{etcd, postgres};
+use crate::store::Store;
+use crate::store::repo::{BackupMetadata, Repository};
+
+/// What to verify.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct VerifyBackupOptions {
+    /// The backup (default: the newest finished one).
+    pub backup_id: Option<String>,
+    /// The limits a restore applies.
+    pub limits: Limits,
+    /// Where `pg_restore` is, when not Debian's for the dump's server version.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+/// What verification read.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyBackupStats {
+    /// The backup's metadata.
+    pub metadata: BackupMetadata,
+    /// The archive as read.
+    pub archive: ArchiveInfo,
+    /// PostgreSQL dumps read back.
+    pub dumps: usize,
+    /// Whether an etcd snapshot was checked.
+    pub etcd_snapshot: bool,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Checks sources' own data as it streams past.
+struct Checks {
+    pg_restore: PathBuf,
+    dumps: usize,
+    etcd: bool,
+}
+
+impl SideSink for Checks {
+    fn entry(&mut self, name: &Path, data: &mut dyn std::io::Read) -> Result<bool> {
+        if name == Path::new(etcd::SNAPSHOT_ENTRY.trim_start_matches(".charm-backup/")) {
+            etcd::check_snapshot(data)?;
+            self.etcd = true;
+            return Ok(true);
+        }
+        if postgres::verify::is_dump(name) {
+            postgres::verify::check_dump(&self.pg_restore, name, data)?;
+            self.dumps += 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Verifies a backup in `store`.
+///
+/// # Errors
+/// [`ErrorKind::NotFound`] when there is no such backup (or none finished);
+/// [`ErrorKind::Integrity`] naming the backup and what is wrong when it would not restore.
+pub fn verify_backup(
+    store: &dyn Store,
+    options: &VerifyBackupOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyBackupStats> {
+    let start = Instant::now();
+    let repo = Repository::new(store);
+    let meta = match &options.backup_id {
+        Some(id) => repo.finished(id)?,
+        None => repo.newest_finished()?,
+    };
+    let archive = repo.archive(&meta)?;
+    progress.step(&format!(
+        "verifying backup {} ({})",
+        meta.id,
+        archive.name()
+    ));
+    let major = meta
+        .sources
+        .iter()
+        .find(|s| s.kind == postgres::KIND)
+        .and_then(|s| s.details.get("server-version-num"))
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(0, |n| n / 10_000);
+    let mut checks = Checks {
+        pg_restore: postgres::verify::pg_restore_for(options.pg_bin_dir.as_deref(), major),
+        dumps: 0,
+        etcd: false,
+    };
+    let verify_options = VerifyOptions {
+        expected_sha256: Some(meta.sha256.clone()),
+        limits: options.limits,
+    };
+    let info =
+        verify_source(archive.as_ref(), &verify_options, &mut checks, progress).map_err(|e| {
+            Error::new(
+                if e.kind() == ErrorKind::Connect {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Integrity
+                },
+                format!("backup {} would not restore: {}", meta.id, chain(&e)),
+            )
+        })?;
+    if info.bytes != meta.size {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "backup {} would not restore: its archive is {} bytes, its metadata says {}",
+                meta.id, info.bytes, meta.size
+            ),
+        ));
+    }
+    Ok(VerifyBackupStats {
+        metadata: meta,
+        archive: info,
+        dumps: checks.dumps,
+        etcd_snapshot: checks.etcd,
+        elapsed: start.elapsed(),
+    })
+}
