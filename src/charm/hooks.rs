@@ -78,7 +78,10 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
                 missing.join(", ")
             )));
         }
-        let path = o.path.trim_matches('/');
+        if let Err(e) = o.validate() {
+            return Ok(Status::Blocked(e.to_string()));
+        }
+        let path = o.key_prefix();
         dest = if path.is_empty() {
             format!("s3://{}", o.bucket)
         } else {

@@ -1,0 +1,319 @@
+//! What an operator can set on the s3-integrator, against a real S3-compatible server
+//! (SeaweedFS, started on free loopback ports): settings that cannot work are refused with a
+//! message saying what to set, never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "testing")]
+
+mod common;
+use common::weed::{KEY, SECRET, Weed};
+use std::sync::Mutex;
+
+use charm_backup::ErrorKind;
+use charm_backup::store::{S3Options, S3Store, Store};
+
+/// Panic messages seen on any thread (the client's worker threads too) since the last take.
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn record_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        PANICS.lock().unwrap().push(format!("{msg} (at {at})"));
+    }));
+}
+
+fn options(endpoint: &str) -> S3Options {
+    let mut o = S3Options::default();
+    o.bucket = "backups".into();
+    o.endpoint = endpoint.into();
+    o.access_key = KEY.into();
+    o.secret_key = SECRET.into();
+    o.uri_style = "path".into();
+    o
+}
+
+/// Opens a store with `o` and writes and lists one object through it.
+fn use_store(o: &S3Options) -> charm_backup::Result<()> {
+    let s = S3Store::open(o)?;
+    s.put("probe/x", b"x")?;
+    s.list("probe/")?;
+    Ok(())
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_with_what_to_set() {
+    let weed = Weed::start();
+    let ep = weed.endpoint.clone();
+    let port = ep.rsplit(':').next().unwrap().to_string();
+    let with = |f: &dyn Fn(&mut S3Options)| {
+        let mut o = options(&ep);
+        f(&mut o);
+        o
+    };
+    // (what, options, a word the message must name)
+    let cases: Vec<(&str, S3Options, &str)> = vec![
+        (
+            "endpoint without a scheme",
+            with(&|o| o.endpoint = format!("127.0.0.1:{port}")),
+            "endpoint",
+        ),
+        (
+            "endpoint with another scheme",
+            with(&|o| o.endpoint = format!("ftp://127.0.0.1:{port}")),
+            "endpoint",
+        ),
+        (
+            "endpoint with a path",
+            with(&|o| o.endpoint = format!("{ep}/foo")),
+            "endpoint",
+        ),
+        (
+            "endpoint with a query",
+            with(&|o| o.endpoint = format!("{ep}/?x=1")),
+            "endpoint",
+        ),
+        (
+            "endpoint with a user",
+            with(&|o| o.endpoint = format!("http://u:p@127.0.0.1:{port}")),
+            "endpoint",
+        ),
+        (
+            "endpoint with a newline",
+            with(&|o| o.endpoint = format!("{ep}\n")),
+            "endpoint",
+        ),
+        (
+            "host style with an IPv4 endpoint",
+            with(&|o| o.uri_style = "host".into()),
+            "s3-uri-style",
+        ),
+        (
+            "host style with an IPv6 endpoint",
+            with(&|o| {
+                o.uri_style = "host".into();
+                o.endpoint = format!("http://[::1]:{port}");
+            }),
+            "s3-uri-style",
+        ),
+        (
+            "an unknown uri style",
+            with(&|o| o.uri_style = "virtual".into()),
+            "s3-uri-style",
+        ),
+        (
+            "storage class with CR LF",
+            with(&|o| o.storage_class = "STANDARD\r\nX-Evil: 1".into()),
+            "storage-class",
+        ),
+        (
+            "storage class with a tab",
+            with(&|o| o.storage_class = "STANDARD\tIA".into()),
+            "storage-class",
+        ),
+        (
+            "region with a newline",
+            with(&|o| o.region = "us-east-1\n".into()),
+            "region",
+        ),
+        (
+            "region with a slash",
+            with(&|o| o.region = "us/east".into()),
+            "region",
+        ),
+        (
+            "path with a newline",
+            with(&|o| o.path = "unit\ntests".into()),
+            "path",
+        ),
+        (
+            "path with a NUL",
+            with(&|o| o.path = "unit\0tests".into()),
+            "path",
+        ),
+        (
+            "bucket with a newline",
+            with(&|o| o.bucket = "back\nups".into()),
+            "bucket",
+        ),
+        (
+            "bucket with a slash",
+            with(&|o| o.bucket = "backups/slash".into()),
+            "bucket",
+        ),
+        (
+            "bucket with a space",
+            with(&|o| o.bucket = "back ups".into()),
+            "bucket",
+        ),
+        (
+            "bucket in uppercase",
+            with(&|o| o.bucket = "Backups".into()),
+            "bucket",
+        ),
+        (
+            "bucket with an underscore",
+            with(&|o| o.bucket = "back_ups".into()),
+            "bucket",
+        ),
+        (
+            "bucket too short",
+            with(&|o| o.bucket = "bk".into()),
+            "bucket",
+        ),
+        (
+            "bucket like an IP address",
+            with(&|o| o.bucket = "192.168.1.1".into()),
+            "bucket",
+        ),
+        (
+            "access key with a newline",
+            with(&|o| o.access_key = format!("{KEY}\n")),
+            "access-key",
+        ),
+        (
+            "secret key with a newline",
+            with(&|o| o.secret_key = format!("{SECRET}\r\n")),
+            "secret-key",
+        ),
+    ];
+    record_panics();
+    let mut wrong = Vec::new();
+    for (what, o, setting) in &cases {
+        PANICS.lock().unwrap().clear();
+        let r = std::panic::catch_unwind(|| use_store(o));
+        let panics = std::mem::take(&mut *PANICS.lock().unwrap());
+        let seen = match &r {
+            Err(_) => format!("panicked: {panics:?}"),
+            Ok(Ok(())) => format!("worked (panics on other threads: {panics:?})"),
+            Ok(Err(e)) => format!("{:?}: {e}", e.kind()),
+        };
+        let ok = matches!(&r, Ok(Err(e)) if e.kind() == ErrorKind::InvalidInput
+            && e.to_string().contains(setting)
+            && e.to_string().contains("s3-integrator")
+            && !e.to_string().contains(SECRET))
+            && panics.is_empty();
+        if !ok {
+            wrong.push(format!("{what}: {seen}"));
+        }
+    }
+    let _ = std::panic::take_hook();
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    // And the settings they were made from work.
+    use_store(&options(&ep)).unwrap();
+}
+
+fn harness(tmp: &std::path::Path, relation: &[(&str, &str)]) -> charm_backup::testing::Harness {
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a"), "a").unwrap();
+    charm_backup::testing::Harness::from_charm_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .charm_dir(tmp.join("unit/charm"))
+        .config("paths", data.display().to_string())
+        .config("local-store", tmp.join("local").display().to_string())
+        .relation("s3-parameters", "s3-integrator", relation.iter().copied())
+}
+
+#[test]
+fn a_bad_setting_blocks_the_unit_with_what_to_set() {
+    use charm_backup::charm::charm;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = [
+        ("bucket", "backups"),
+        ("access-key", KEY),
+        ("secret-key", SECRET),
+    ];
+    for (setting, value, says) in [
+        (
+            "endpoint",
+            "s3.example.com:9000",
+            "the s3-parameters endpoint \"s3.example.com:9000\" has no scheme: set it with \
+             `juju config s3-integrator endpoint=https://s3.example.com:9000`",
+        ),
+        (
+            "bucket",
+            "a/slash",
+            "the s3-parameters bucket \"a/slash\" is not a valid S3 bucket name: it holds a \
+             slash (the path in the bucket is the separate path setting): set it with `juju \
+             config s3-integrator bucket=<3 to 63 of a-z, 0-9, '.' and '-'>`",
+        ),
+        (
+            "storage-class",
+            "STANDARD\r\n",
+            "the s3-parameters storage-class \"STANDARD\\r\\n\" holds a control character (a \
+             line break or tab): set it with `juju config s3-integrator storage-class=<the \
+             value without it>`",
+        ),
+    ] {
+        let mut rel = base.to_vec();
+        rel.retain(|(k, _)| *k != setting);
+        rel.push((setting, value));
+        let out = harness(tmp.path(), &rel).run_hook(&charm(), "config-changed");
+        assert_eq!(out.status, ("blocked".to_string(), says.to_string()));
+    }
+    // Status shows the prefix as it is in the bucket.
+    let mut rel = base.to_vec();
+    rel.push(("path", "//bäck up/./x/"));
+    let out = harness(tmp.path(), &rel).run_hook(&charm(), "config-changed");
+    assert_eq!(out.status.0, "active", "{:?}", out.status);
+    assert!(
+        out.status.1.ends_with(" to s3://backups/bäck up/%2E/x"),
+        "{:?}",
+        out.status
+    );
+}
+
+fn read_all(store: &S3Store, key: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut store.open(key).unwrap(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn every_path_an_operator_can_type_is_written_listed_read_and_deleted() {
+    let weed = Weed::start();
+    let whole_bucket = S3Store::open(&options(&weed.endpoint)).unwrap();
+    // (the relation's path, the key prefix it is in the bucket)
+    for (path, prefix) in [
+        ("tilde~me", "tilde~me"),
+        ("/bäck/", "bäck"),
+        ("100%", "100%"),
+        ("what?", "what?"),
+        ("#1", "#1"),
+        ("with space", "with space"),
+        ("a//b/", "a/b"),
+        ("a/../b", "a/%2E%2E/b"),
+        ("./a", "%2E/a"),
+        ("plus+amp&eq=semi;", "plus+amp&eq=semi;"),
+    ] {
+        let mut o = options(&weed.endpoint);
+        o.path = path.into();
+        let store = S3Store::open(&o).unwrap();
+        assert_eq!(store.base_path(), format!("/{prefix}/backup/"));
+        assert_eq!(
+            store.url("backup/x/data"),
+            format!("s3://backups/{prefix}/backup/x/data")
+        );
+        store.put("backup/x/data", path.as_bytes()).unwrap();
+        let listed = store.list("backup/").unwrap();
+        let keys: Vec<&str> = listed.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["backup/x/data"], "path {path:?}");
+        assert_eq!(read_all(&store, "backup/x/data"), path.as_bytes());
+        // In the bucket, under the key as it was typed (what other S3 tools show).
+        let all: Vec<String> = whole_bucket
+            .list("")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(all, [format!("{prefix}/backup/x/data")], "path {path:?}");
+        store.delete("backup/x/data").unwrap();
+        assert!(store.list("backup/").unwrap().is_empty(), "path {path:?}");
+        assert!(whole_bucket.list("").unwrap().is_empty(), "path {path:?}");
+    }
+}
