@@ -317,3 +317,103 @@ fn every_path_an_operator_can_type_is_written_listed_read_and_deleted() {
         assert!(whole_bucket.list("").unwrap().is_empty(), "path {path:?}");
     }
 }
+
+/// The keys of every version and delete marker under `prefix` in `bucket`, as the server lists
+/// them (entities decoded).
+fn versions(weed: &Weed, bucket: &str, prefix: &str) -> Vec<String> {
+    let (code, body) = weed.s3(
+        "GET",
+        &format!(
+            "/{bucket}?prefix={}&versions=",
+            common::weed::aws_encode(prefix)
+        ),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let mut keys: Vec<String> = body
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split_once("</Key>"))
+        .map(|(k, _)| {
+            k.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&#39;", "'")
+                .replace("&#34;", "\"")
+                .replace("&amp;", "&")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn deletes_in_a_versioned_bucket_leave_no_version_behind() {
+    use charm_backup::store::Versioning;
+    let weed = Weed::start();
+    let (code, body) = weed.s3("PUT", "/versioned", "");
+    assert_eq!(code, 200, "CreateBucket: {body}");
+    let mut o = options(&weed.endpoint);
+    o.bucket = "versioned".into();
+    // Entities in the listed keys are decoded: `&`, `<`, `>`, `'` and `"` in the path.
+    o.path = "a&b <c> 'd' \"e\"".into();
+    let p = o.key_prefix();
+    assert_eq!(
+        S3Store::open(&o).unwrap().versioning().unwrap(),
+        Versioning::Unversioned
+    );
+
+    weed.set_versioning("versioned", "Enabled");
+    let store = S3Store::open(&o).unwrap();
+    assert_eq!(store.versioning().unwrap(), Versioning::Enabled);
+    store.put("backup/x/data", b"one").unwrap();
+    store.put("backup/x/data", b"two").unwrap();
+    // A sibling whose key starts with the deleted one's stays.
+    store.put("backup/x/data.sha", b"sum").unwrap();
+    // A key whose current version is a delete marker (deleted by another tool).
+    store.put("backup/y", b"y").unwrap();
+    let (code, body) = weed.s3(
+        "DELETE",
+        &format!(
+            "/versioned/{}",
+            common::weed::aws_encode(&format!("{p}/backup/y")).replace("%2F", "/")
+        ),
+        "",
+    );
+    assert!(code == 204 || code == 200, "{code} {body}");
+    assert_eq!(
+        versions(&weed, "versioned", &p),
+        [
+            format!("{p}/backup/x/data"),
+            format!("{p}/backup/x/data"),
+            format!("{p}/backup/x/data.sha"),
+            format!("{p}/backup/y"),
+            format!("{p}/backup/y"),
+        ]
+    );
+
+    store.delete("backup/x/data").unwrap();
+    store.delete("backup/y").unwrap();
+    assert_eq!(
+        versions(&weed, "versioned", &p),
+        [format!("{p}/backup/x/data.sha")]
+    );
+    let keys: Vec<String> = store
+        .list("backup/")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, ["backup/x/data.sha"]);
+    assert_eq!(read_all(&store, "backup/x/data.sha"), b"sum");
+
+    // Suspended: versions written before are there, and go too.
+    weed.set_versioning("versioned", "Suspended");
+    let store = S3Store::open(&o).unwrap();
+    assert_eq!(store.versioning().unwrap(), Versioning::Suspended);
+    store.put("backup/x/data.sha", b"sum 2").unwrap();
+    store.delete("backup/x/data.sha").unwrap();
+    assert_eq!(versions(&weed, "versioned", &p), Vec::<String>::new());
+    assert!(store.list("").unwrap().is_empty());
+}
