@@ -417,3 +417,84 @@ fn deletes_in_a_versioned_bucket_leave_no_version_behind() {
     assert_eq!(versions(&weed, "versioned", &p), Vec::<String>::new());
     assert!(store.list("").unwrap().is_empty());
 }
+
+/// A secret URI as Juju 3 prints them.
+const CREDENTIALS: &str = "secret:d40rbhnmp25c76d6bdn0";
+
+#[test]
+fn v1_credentials_come_from_the_secret_extra_secret() {
+    use charm_backup::charm::charm;
+    use charm_backup::testing::action;
+    let weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", weed.endpoint.as_str()),
+        ("path", "v1"),
+        ("s3-uri-style", "path"),
+        ("secret-extra", CREDENTIALS),
+        ("lib-version", "1.10"),
+    ];
+    let h = harness(tmp.path(), &rel)
+        .secret(CREDENTIALS, "access-key", KEY)
+        .secret(CREDENTIALS, "secret-key", SECRET);
+    let out = h.run_hook(&charm(), "s3-parameters-relation-changed");
+    assert_eq!(out.status.0, "active", "{:?}", out.status);
+    assert!(
+        out.status.1.ends_with(" to s3://backups/v1"),
+        "{:?}",
+        out.status
+    );
+    let backup = h
+        .run_action(&charm(), action("create-backup"))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let id = backup.results["backup-id"].as_str().unwrap().to_string();
+    let listed = common::listed(&h);
+    assert!(
+        listed.iter().any(|b| b["backup-id"] == id.as_str()),
+        "{listed:?}"
+    );
+    // The secret is nowhere the unit's results, logs or status go.
+    let seen = format!(
+        "{:?} {:?} {:?} {:?}",
+        backup.results, backup.logs, backup.state.juju_logs, out
+    );
+    assert!(!seen.contains(SECRET), "{seen}");
+}
+
+#[test]
+fn an_unreadable_secret_extra_blocks_the_unit_and_fails_actions_with_what_to_fix() {
+    use charm_backup::charm::charm;
+    use charm_backup::testing::action;
+    let tmp = tempfile::tempdir().unwrap();
+    let rel = [
+        ("bucket", "backups"),
+        ("endpoint", "http://127.0.0.1:9"),
+        ("secret-extra", CREDENTIALS),
+        // A v0 provider's plaintext keys do not stand in for an unreadable v1 secret.
+        ("access-key", "plain"),
+        ("secret-key", "plain"),
+    ];
+    for (h, says) in [
+        (harness(tmp.path(), &rel), "not found"),
+        (
+            harness(tmp.path(), &rel).secret(CREDENTIALS, "access-key", KEY),
+            "\"secret-key\"",
+        ),
+    ] {
+        let out = h.run_hook(&charm(), "update-status");
+        assert_eq!(out.status.0, "blocked", "{:?}", out.status);
+        let msg = out.status.1.clone();
+        assert!(
+            msg.starts_with(
+                "the S3 credentials from s3-integrator (secret-extra) cannot be read: "
+            ) && msg.contains(CREDENTIALS)
+                && msg.contains(says)
+                && msg.contains("juju grant-secret"),
+            "{msg}"
+        );
+        assert!(!msg.contains(KEY) && !msg.contains("plain"), "{msg}");
+        let err = h.run_action(&charm(), action("list-backups")).unwrap_err();
+        assert_eq!(err.message, msg);
+    }
+}
