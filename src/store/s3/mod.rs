@@ -262,7 +262,9 @@ impl S3Store {
                 return Err(Error::new(
                     e.kind(),
                     format!(
-                        "deleted {key} from versioned bucket {b}, but its old versions may be                          left: {e}; allow s3:ListBucketVersions and s3:DeleteObjectVersion to                          these credentials, or remove the versions of {path} by hand"
+                        "deleted {key} from versioned bucket {b}, but its old versions may be \
+                         left: {e}; allow s3:ListBucketVersions and s3:DeleteObjectVersion to \
+                         these credentials, or remove the versions of {path} by hand"
                     ),
                 ));
             }
@@ -272,7 +274,9 @@ impl S3Store {
         Err(Error::new(
             left[0].1.kind(),
             format!(
-                "deleted {key} from versioned bucket {b}, but {} old version(s) of {path} are                  left ({}: {}); allow s3:DeleteObjectVersion to these credentials, or remove                  them by hand",
+                "deleted {key} from versioned bucket {b}, but {} old version(s) of {path} are left \
+                 ({}: {}); allow s3:DeleteObjectVersion to these credentials, or remove them by \
+                 hand",
                 left.len(),
                 left[0].1,
                 ids.join(", ")
@@ -410,3 +414,6 @@ impl Store for S3Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
