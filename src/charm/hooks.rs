@@ -70,7 +70,12 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         return Ok(s);
     }
     let mut dest = config.local_store.clone();
-    if let Some((app, o)) = crate::charm::s3::s3_options(ctx)? {
+    if let Some(rel) = crate::charm::s3::s3_relation(ctx)? {
+        let app = rel.app;
+        let o = match rel.options {
+            Ok(o) => o,
+            Err(e) => return Ok(Status::Blocked(e.to_string())),
+        };
         let missing = o.missing();
         if !missing.is_empty() {
             return Ok(Status::Blocked(format!(
@@ -78,7 +83,10 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
                 missing.join(", ")
             )));
         }
-        let path = o.path.trim_matches('/');
+        if let Err(e) = o.validate() {
+            return Ok(Status::Blocked(e.to_string()));
+        }
+        let path = o.key_prefix();
         dest = if path.is_empty() {
             format!("s3://{}", o.bucket)
         } else {

@@ -1,41 +1,138 @@
 //! The `s3-parameters` relation: the settings the s3-integrator charm publishes, turned into
 //! a store.
+//!
+//! Both versions of the `s3` interface are read: v0 (s3-integrator 1) puts `access-key` and
+//! `secret-key` in the relation data; v1 (s3-integrator 2) puts them in a Juju secret whose
+//! URI is in `secret-extra`, read with `secret-get` (the values travel on the tool's output,
+//! never on a command line, and are never logged).
 
+use crate::error::{Error, ErrorKind};
 use crate::juju::{BoxError, Context};
 use crate::store::S3Options;
 
 /// The relation endpoint.
 pub const ENDPOINT: &str = "s3-parameters";
 
-/// The remote application and the S3 settings it published, if the relation exists (complete
-/// or not).
+/// What the relation holds: the remote application, and its settings or why they cannot be
+/// read.
+#[derive(Debug)]
+pub struct S3Relation {
+    /// The remote application.
+    pub app: String,
+    /// The settings, or why they cannot be had (a `secret-extra` secret that cannot be read);
+    /// the message says what to fix and never holds a credential.
+    pub options: crate::Result<S3Options>,
+}
+
+/// The `s3-parameters` relation, if it exists (complete or not).
 ///
 /// # Errors
 /// When a relation tool fails.
-pub fn s3_options(ctx: &Context) -> Result<Option<(String, S3Options)>, BoxError> {
+pub fn s3_relation(ctx: &Context) -> Result<Option<S3Relation>, BoxError> {
     let Some(rel) = ctx.relation(ENDPOINT)? else {
         return Ok(None);
     };
     let get = |k: &str| rel.data.get(k).cloned().unwrap_or_default();
-    // s3-integrator publishes tls-ca-chain as a JSON list of PEM strings.
-    let ca = get("tls-ca-chain");
-    let ca_chain = if ca.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str::<Vec<String>>(&ca).unwrap_or_else(|_| vec![ca])
+    let ca_chain = ca_chain(&get("tls-ca-chain"));
+    let mut o = S3Options {
+        bucket: get("bucket"),
+        endpoint: get("endpoint"),
+        region: get("region"),
+        path: get("path"),
+        access_key: get("access-key"),
+        secret_key: get("secret-key"),
+        uri_style: get("s3-uri-style"),
+        ca_chain,
+        storage_class: get("storage-class"),
     };
-    Ok(Some((
-        rel.app.clone(),
-        S3Options {
-            bucket: get("bucket"),
-            endpoint: get("endpoint"),
-            region: get("region"),
-            path: get("path"),
-            access_key: get("access-key"),
-            secret_key: get("secret-key"),
-            uri_style: get("s3-uri-style"),
-            ca_chain,
-            storage_class: get("storage-class"),
-        },
-    )))
+    let secret = get("secret-extra");
+    let options = if secret.trim().is_empty() {
+        Ok(o)
+    } else {
+        credentials(ctx, &rel.app, secret.trim()).map(|(access, key)| {
+            o.access_key = access;
+            o.secret_key = key;
+            o
+        })
+    };
+    Ok(Some(S3Relation {
+        app: rel.app.clone(),
+        options,
+    }))
+}
+
+/// The remote application and the S3 settings it published, if the relation exists (complete
+/// or not).
+///
+/// # Errors
+/// When a relation tool fails, or the credentials in the `secret-extra` secret cannot be
+/// read (the message says what to fix).
+pub fn s3_options(ctx: &Context) -> Result<Option<(String, S3Options)>, BoxError> {
+    match s3_relation(ctx)? {
+        None => Ok(None),
+        Some(r) => Ok(Some((r.app, r.options?))),
+    }
+}
+
+/// `access-key` and `secret-key` from the v1 interface's `secret-extra` secret.
+fn credentials(ctx: &Context, app: &str, uri: &str) -> crate::Result<(String, String)> {
+    let read = |key: &str| {
+        let value = ctx.secret(uri, key).map_err(|e| {
+            Error::new(
+                match e.kind() {
+                    ErrorKind::NotFound | ErrorKind::PermissionDenied => e.kind(),
+                    _ => ErrorKind::InvalidInput,
+                },
+                format!(
+                    "the S3 credentials from {app} (secret-extra) cannot be read: {e}; if the \
+                     secret is gone, remove and re-add the relation to {app}"
+                ),
+            )
+        })?;
+        if value.is_empty() {
+            return Err(Error::invalid(format!(
+                "the S3 credentials from {app}: key {key:?} of secret {uri} (secret-extra) is \
+                 empty: set the credentials on {app}"
+            )));
+        }
+        Ok(value)
+    };
+    Ok((read("access-key")?, read("secret-key")?))
+}
+
+/// The CA certificates of `tls-ca-chain`: a JSON list of PEM strings (v0) or of base64-encoded
+/// PEM (v1), or one PEM bundle.
+fn ca_chain(ca: &str) -> Vec<String> {
+    if ca.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str::<Vec<String>>(ca)
+        .unwrap_or_else(|_| vec![ca.to_string()])
+        .into_iter()
+        .map(|c| {
+            if c.contains("-----BEGIN") {
+                return c;
+            }
+            let compact: String = c.split_whitespace().collect();
+            crate::encoding::base64_decode(compact.as_bytes())
+                .and_then(|d| String::from_utf8(d).ok())
+                .filter(|d| d.contains("-----BEGIN"))
+                .unwrap_or(c)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ca_chains_in_pem_or_base64() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let b64 = crate::encoding::base64(pem.as_bytes());
+        assert_eq!(super::ca_chain(""), Vec::<String>::new());
+        assert_eq!(super::ca_chain(pem), [pem]);
+        assert_eq!(
+            super::ca_chain(&serde_json::to_string(&[pem, &b64]).unwrap()),
+            [pem, pem]
+        );
+    }
 }

@@ -21,7 +21,7 @@ mod s3;
 use std::io::{Read, Write};
 
 pub use local::LocalStore;
-pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store};
+pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store, Versioning};
 
 use crate::error::Result;
 

@@ -115,6 +115,65 @@ impl Weed {
             .unwrap_or_default()
     }
 
+    /// Sends one S3 request, signed with the test credentials, to `path_and_query` (already
+    /// percent-encoded, see [`aws_encode`]) with `body`; returns the HTTP status and the body.
+    /// For the requests the store never makes (`PutBucketVersioning`, `CreateBucket`).
+    pub fn s3(&self, method: &str, path_and_query: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.endpoint))
+            .body(object_store::client::HttpRequestBody::from(
+                body.to_string(),
+            ))
+            .unwrap();
+        let credential = object_store::aws::AwsCredential {
+            key_id: KEY.into(),
+            secret_key: SECRET.into(),
+            token: None,
+        };
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", "us-east-1")
+            .try_authorize(&mut req, None)
+            .unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.s3)).unwrap();
+        let mut head = format!(
+            "{method} {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
+            self.s3,
+            body.len()
+        );
+        for (k, v) in req.headers() {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Turns versioning of `bucket` on (`Enabled`) or off (`Suspended`).
+    pub fn set_versioning(&self, bucket: &str, status: &str) {
+        let (code, body) = self.s3(
+            "PUT",
+            &format!("/{bucket}?versioning="),
+            &format!(
+                "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <Status>{status}</Status></VersioningConfiguration>"
+            ),
+        );
+        assert_eq!(code, 200, "PutBucketVersioning {status}: {body}");
+    }
+
     /// Stops the server abruptly, as a crash or a network cut would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -149,4 +208,17 @@ impl Drop for Weed {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `%XX` for every byte but `A-Z a-z 0-9 - . _ ~`, as S3 request paths and queries are signed.
+pub fn aws_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -3,9 +3,21 @@
 //! its own, whose one worker thread sends the requests. Uploads stream in multipart parts as
 //! the archive is produced, each part going out while the next is compressed; memory is
 //! bounded by part size × parts in flight.
+//!
+//! Keys: the relation's `path` is the prefix of every key, kept as the operator typed it
+//! (see [`S3Options::key_prefix`] for the few things a key cannot hold). Keys are given to
+//! `object_store` as they are, never percent-encoded by it, so what is written is what is
+//! listed and what other S3 tools show.
+//!
+//! Versioned buckets: a delete removes every version and delete marker of the key, so a
+//! deleted backup leaves nothing behind.
 
-use std::io::{Read, Write};
-use std::sync::Arc;
+mod io;
+mod options;
+mod signed;
+
+use std::io::Read;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,78 +30,15 @@ use object_store::{
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{ObjectMeta, ObjectWriter, Store};
+use io::{S3Reader, S3Writer};
+pub use options::S3Options;
+use options::{endpoint_for, normalize_key};
+pub use signed::Versioning;
 
 /// Size of each multipart part.
 pub const PART_BYTES: usize = 16 << 20;
 /// Parts uploaded at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
-
-/// Connection settings, as the s3-integrator charm publishes them.
-#[derive(Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct S3Options {
-    /// Bucket name.
-    pub bucket: String,
-    /// Endpoint URL (empty: AWS).
-    pub endpoint: String,
-    /// Region (empty: `us-east-1`).
-    pub region: String,
-    /// Key prefix inside the bucket.
-    pub path: String,
-    /// Access key.
-    pub access_key: String,
-    /// Secret key.
-    pub secret_key: String,
-    /// `path` or `host` addressing.
-    pub uri_style: String,
-    /// PEM CA certificates to trust for this endpoint.
-    pub ca_chain: Vec<String>,
-    /// Storage class for uploads (unused by most S3-compatible servers).
-    pub storage_class: String,
-}
-
-impl S3Options {
-    /// The settings a usable bucket needs that are empty, by their relation names.
-    pub fn missing(&self) -> Vec<&'static str> {
-        [
-            ("bucket", &self.bucket),
-            ("access-key", &self.access_key),
-            ("secret-key", &self.secret_key),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(k, _)| k)
-        .collect()
-    }
-}
-
-impl std::fmt::Debug for S3Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the secret key.
-        f.debug_struct("S3Options")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("path", &self.path)
-            .field("uri_style", &self.uri_style)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The endpoint URL to send requests to: with host-style addressing the bucket is part of the
-/// host name (`https://<bucket>.<endpoint host>`), as s3-integrator's `endpoint` never has it.
-fn endpoint_for(options: &S3Options) -> String {
-    let endpoint = options.endpoint.trim_end_matches('/');
-    if options.uri_style != "host" {
-        return endpoint.to_string();
-    }
-    match endpoint.split_once("://") {
-        Some((scheme, host)) if !host.starts_with(&format!("{}.", options.bucket)) => {
-            format!("{scheme}://{}.{host}", options.bucket)
-        }
-        _ => endpoint.to_string(),
-    }
-}
 
 /// Maps an object store error to the crate's kinds, with a hint; never includes credentials.
 fn map_err(what: &str, e: object_store::Error) -> Error {
@@ -126,9 +75,11 @@ fn map_err(what: &str, e: object_store::Error) -> Error {
 pub struct S3Store {
     rt: Arc<tokio::runtime::Runtime>,
     s3: Arc<AmazonS3>,
-    /// For the one request `object_store` does not make (listing open uploads).
+    /// For the requests `object_store` does not make (open uploads, versions).
     http: object_store::client::HttpClient,
     options: S3Options,
+    /// The bucket's versioning, once asked (`None`: the server could not say).
+    versioning: OnceLock<Option<Versioning>>,
 }
 
 impl S3Store {
@@ -158,8 +109,8 @@ impl S3Store {
     /// Connects (lazily: nothing is sent until the first request).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a missing bucket or credentials, a bad CA chain or
-    /// endpoint.
+    /// [`ErrorKind::InvalidInput`] for a missing bucket or credentials, a bad CA chain, or
+    /// settings [`S3Options::validate`] refuses.
     pub fn open(options: &S3Options) -> Result<Self> {
         let missing = options.missing();
         if !missing.is_empty() {
@@ -168,6 +119,13 @@ impl S3Store {
                 missing.join(", ")
             )));
         }
+        options.validate()?;
+        let mut options = options.clone();
+        // `HTTPS://` is valid too; the checks below look for the lowercase scheme.
+        if let Some((scheme, rest)) = options.endpoint.split_once("://") {
+            options.endpoint = format!("{}://{rest}", scheme.to_ascii_lowercase());
+        }
+        let options = &options;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut client = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(10))
@@ -240,171 +198,101 @@ impl S3Store {
             s3: Arc::new(s3),
             http,
             options: options.clone(),
+            versioning: OnceLock::new(),
         })
     }
 
+    /// Whether the bucket keeps old versions of objects (`GetBucketVersioning`).
+    ///
+    /// # Errors
+    /// When the server cannot be asked or refuses (the credentials may lack
+    /// `s3:GetBucketVersioning`).
+    pub fn versioning(&self) -> Result<Versioning> {
+        let v = self.rt.block_on(self.get_versioning());
+        if let Ok(v) = &v {
+            let _ = self.versioning.set(Some(*v));
+        }
+        v
+    }
+
+    /// The prefix of every key (the relation's `path`, see [`S3Options::key_prefix`]).
     fn prefix(&self) -> String {
-        self.options.path.trim_matches('/').to_string()
+        self.options.key_prefix()
     }
 
-    fn full(&self, key: &str) -> ObjectPath {
+    /// The `<prefix>/` that listed keys start with, or nothing.
+    fn strip(&self) -> String {
         let p = self.prefix();
-        if p.is_empty() {
-            ObjectPath::from(key)
-        } else {
-            ObjectPath::from(format!("{p}/{key}"))
-        }
-    }
-}
-
-impl S3Store {
-    /// The multipart uploads open for exactly `key`: `ListMultipartUploads`, which
-    /// `object_store` does not offer, sent through its own client and signer.
-    async fn open_uploads(&self, key: &ObjectPath) -> Result<Vec<String>> {
-        let fail = |what: &str| {
-            Error::new(
-                ErrorKind::Connect,
-                format!(
-                    "cannot list the open uploads in bucket {}: {what}",
-                    self.options.bucket
-                ),
-            )
-        };
-        let base = if self.options.endpoint.is_empty() {
-            format!("https://s3.{}.amazonaws.com", self.region())
-        } else {
-            endpoint_for(&self.options)
-        };
-        let mut url = reqwest::Url::parse(&base).map_err(|_| fail("bad endpoint"))?;
-        if self.options.uri_style != "host" || self.options.endpoint.is_empty() {
-            url.path_segments_mut()
-                .map_err(|()| fail("bad endpoint"))?
-                .pop_if_empty()
-                .push(&self.options.bucket);
-        }
-        url.query_pairs_mut()
-            .append_pair("prefix", key.as_ref())
-            .append_pair("uploads", "");
-        let mut req = http::Request::builder()
-            .method("GET")
-            .uri(url.as_str())
-            .body(object_store::client::HttpRequestBody::empty())
-            .map_err(|_| fail("bad request"))?;
-        let credential = object_store::aws::AwsCredential {
-            key_id: self.options.access_key.clone(),
-            secret_key: self.options.secret_key.clone(),
-            token: None,
-        };
-        object_store::aws::AwsAuthorizer::new(&credential, "s3", &self.region())
-            .try_authorize(&mut req, None)
-            .map_err(|e| fail(&e.to_string()))?;
-        let resp = self
-            .http
-            .execute(req)
-            .await
-            .map_err(|e| fail(&crate::error::chain(&e)))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| fail(&e.to_string()))?;
-        if !status.is_success() {
-            return Err(fail(&format!("HTTP {status}")));
-        }
-        let text = String::from_utf8_lossy(&body);
-        let tag = |part: &str, name: &str| -> Option<String> {
-            let start = part.find(&format!("<{name}>"))? + name.len() + 2;
-            let end = part[start..].find(&format!("</{name}>"))?;
-            Some(part[start..start + end].replace("&amp;", "&"))
-        };
-        Ok(text
-            .split("<Upload>")
-            .skip(1)
-            .filter(|u| tag(u, "Key").as_deref() == Some(key.as_ref()))
-            .filter_map(|u| tag(u, "UploadId"))
-            .collect())
+        if p.is_empty() { p } else { format!("{p}/") }
     }
 
-    fn region(&self) -> String {
-        if self.options.region.is_empty() {
-            "us-east-1".into()
-        } else {
-            self.options.region.clone()
-        }
+    /// The key in the bucket for `key`, as a string: the prefix and `key`, both normalized.
+    fn full_key(&self, key: &str) -> String {
+        normalize_key(&format!("{}/{key}", self.prefix()))
     }
-}
 
-struct S3Writer {
-    rt: Arc<tokio::runtime::Runtime>,
-    upload: Option<WriteMultipart>,
-    key: String,
-}
-
-impl Write for S3Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let Some(up) = self.upload.as_mut() else {
-            return Err(std::io::Error::other("the upload was already finished"));
-        };
-        let _g = self.rt.enter();
-        self.rt
-            .block_on(up.wait_for_capacity(PARTS_IN_FLIGHT))
-            .map_err(|e| {
-                std::io::Error::other(format!(
-                    "uploading {} to S3 failed ({e}): check that the S3 server is up and reachable, then run the action again",
-                    self.key
-                ))
-            })?;
-        up.write(buf);
-        Ok(buf.len())
+    /// The key in the bucket for `key`, written as it is (`object_store` encodes nothing).
+    fn full(&self, key: &str) -> Result<ObjectPath> {
+        let full = self.full_key(key);
+        ObjectPath::parse(&full).map_err(|e| {
+            Error::invalid(format!("{key:?} cannot be a key in an S3 bucket")).with_source(e)
+        })
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
-impl ObjectWriter for S3Writer {
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let Some(up) = self.upload.take() else {
-            return Ok(());
-        };
-        let _g = self.rt.enter();
-        self.rt
-            .block_on(up.finish())
-            .map(drop)
-            .map_err(|e| map_err(&format!("cannot finish uploading {}", self.key), e))
-    }
-}
-
-impl Drop for S3Writer {
-    fn drop(&mut self) {
-        // Not committed: abort, so no orphan parts stay in the bucket.
-        if let Some(up) = self.upload.take() {
-            let _g = self.rt.enter();
-            let _ = self.rt.block_on(up.abort());
-        }
-    }
-}
-
-struct S3Reader {
-    rt: Arc<tokio::runtime::Runtime>,
-    stream: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rt.block_on(self.stream.next()) {
-                Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
-                None => return Ok(0),
+    /// Removes every version and delete marker of `key` from a versioned bucket. When some
+    /// cannot be removed the key is still deleted (hidden behind a delete marker), and the
+    /// error says what is left.
+    async fn delete_versions(&self, path: &ObjectPath, key: &str) -> Result<()> {
+        let b = &self.options.bucket;
+        let left = match self.versions_of(path).await {
+            Ok(versions) => {
+                let mut left = Vec::new();
+                for v in versions {
+                    if let Err(e) = self.delete_version(path, &v.version_id).await {
+                        left.push((v.version_id, e));
+                    }
+                }
+                if left.is_empty() {
+                    return Ok(());
+                }
+                left
             }
+            Err(e) => {
+                self.delete_current(path, key).await?;
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "deleted {key} from versioned bucket {b}, but its old versions may be \
+                         left: {e}; allow s3:ListBucketVersions and s3:DeleteObjectVersion to \
+                         these credentials, or remove the versions of {path} by hand"
+                    ),
+                ));
+            }
+        };
+        self.delete_current(path, key).await?;
+        let ids: Vec<&str> = left.iter().map(|(id, _)| id.as_str()).collect();
+        Err(Error::new(
+            left[0].1.kind(),
+            format!(
+                "deleted {key} from versioned bucket {b}, but {} old version(s) of {path} are left \
+                 ({}: {}); allow s3:DeleteObjectVersion to these credentials, or remove them by \
+                 hand",
+                left.len(),
+                left[0].1,
+                ids.join(", ")
+            ),
+        ))
+    }
+
+    /// Deletes the current version of `key` (absent is fine).
+    async fn delete_current(&self, path: &ObjectPath, key: &str) -> Result<()> {
+        match self.s3.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err(
+                &format!("cannot delete {key} from bucket {}", self.options.bucket),
+                e,
+            )),
         }
-        let n = out.len().min(self.chunk.len());
-        out[..n].copy_from_slice(&self.chunk[..n]);
-        self.chunk = self.chunk.slice(n..);
-        Ok(n)
     }
 }
 
@@ -416,15 +304,10 @@ impl Store for S3Store {
         self.options.bucket.clone()
     }
     fn base_path(&self) -> String {
-        let p = self.prefix();
-        if p.is_empty() {
-            "/backup/".into()
-        } else {
-            format!("/{p}/backup/")
-        }
+        format!("/{}backup/", self.strip())
     }
     fn url(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.options.bucket, self.full(key))
+        format!("s3://{}/{}", self.options.bucket, self.full_key(key))
     }
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let _g = self.rt.enter();
@@ -434,7 +317,7 @@ impl Store for S3Store {
             .rt
             .block_on(
                 self.s3
-                    .put_multipart_opts(&self.full(key), self.upload_options()),
+                    .put_multipart_opts(&self.full(key)?, self.upload_options()),
             )
             .map_err(|e| {
                 map_err(
@@ -451,7 +334,7 @@ impl Store for S3Store {
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let r = self
             .rt
-            .block_on(self.s3.get(&self.full(key)))
+            .block_on(self.s3.get(&self.full(key)?))
             .map_err(|e| {
                 map_err(
                     &format!("cannot read {key} from bucket {}", self.options.bucket),
@@ -465,14 +348,12 @@ impl Store for S3Store {
         }))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let full = self.full(prefix.trim_end_matches('/'));
-        let strip = {
-            let p = self.prefix();
-            if p.is_empty() {
-                String::new()
-            } else {
-                format!("{p}/")
-            }
+        let full = self.full(prefix)?;
+        let strip = self.strip();
+        // The prefix as the keys have it: normalized, keeping a trailing `/`.
+        let prefix = match normalize_key(prefix) {
+            p if prefix.ends_with('/') && !p.is_empty() => format!("{p}/"),
+            p => p,
         };
         let items = self.rt.block_on(async {
             let mut out = Vec::new();
@@ -490,7 +371,7 @@ impl Store for S3Store {
             .filter_map(|m| {
                 let key = m.location.to_string();
                 let key = key.strip_prefix(&strip).unwrap_or(&key).to_string();
-                key.starts_with(prefix).then_some(ObjectMeta {
+                key.starts_with(&prefix).then_some(ObjectMeta {
                     key,
                     size: m.size,
                     modified: jiff::Timestamp::from_second(m.last_modified.timestamp()).ok(),
@@ -501,7 +382,7 @@ impl Store for S3Store {
         Ok(out)
     }
     fn abort_incomplete(&self, key: &str) -> Result<usize> {
-        let path = self.full(key);
+        let path = self.full(key)?;
         self.rt.block_on(async {
             let ids = self.open_uploads(&path).await?;
             for id in &ids {
@@ -517,32 +398,22 @@ impl Store for S3Store {
         })
     }
     fn delete(&self, key: &str) -> Result<()> {
-        match self.rt.block_on(self.s3.delete(&self.full(key))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_err(
-                &format!("cannot delete {key} from bucket {}", self.options.bucket),
-                e,
-            )),
-        }
+        let path = self.full(key)?;
+        // A server that cannot say (not every S3-compatible one has `?versioning`) is taken
+        // as keeping no versions.
+        let versioning = *self
+            .versioning
+            .get_or_init(|| self.rt.block_on(self.get_versioning()).ok());
+        self.rt.block_on(async {
+            match versioning {
+                Some(Versioning::Enabled | Versioning::Suspended) => {
+                    self.delete_versions(&path, key).await
+                }
+                _ => self.delete_current(&path, key).await,
+            }
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_style_puts_the_bucket_in_the_host() {
-        let mut o = S3Options {
-            bucket: "b".into(),
-            endpoint: "https://s3.example.com:9000/".into(),
-            uri_style: "host".into(),
-            ..Default::default()
-        };
-        assert_eq!(endpoint_for(&o), "https://b.s3.example.com:9000");
-        o.endpoint = "https://b.s3.example.com".into();
-        assert_eq!(endpoint_for(&o), "https://b.s3.example.com");
-        o.uri_style = "path".into();
-        assert_eq!(endpoint_for(&o), "https://b.s3.example.com");
-    }
-}
+mod tests;
