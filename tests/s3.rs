@@ -77,12 +77,12 @@ fn backups_go_to_s3_in_parts_and_come_back() {
     let table = listed.results["backups"].as_str().unwrap();
     assert!(
         table.starts_with(
-            "Storage bucket name: backups\nBackups base path: /unit-tests/backup/\n\n"
+            "Storage bucket name: backups\nBackups base path: /unit-tests/backup/\nOwner: application charm-backup of model test ("
         ),
         "{table}"
     );
     assert!(
-        table.contains(&format!("{id} | full | finished | 41M")),
+        table.contains(&format!("{id} | full | finished | charm-backup/0 | 41M")),
         "{table}"
     );
 

@@ -63,7 +63,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// When the store cannot be written.
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
-    /// Opens `key` for reading.
+    /// Opens `key` for reading from its start. A store reached over the network resumes a
+    /// dropped read where it stopped (a bounded number of times) instead of failing it.
     ///
     /// # Errors
     /// [`crate::ErrorKind::NotFound`] when absent.
@@ -88,17 +89,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn abort_incomplete(&self, key: &str) -> Result<usize> {
         let _ = key;
         Ok(0)
-    }
-
-    /// Opens `key`, whose size is `size`, for reading from its start; a store reached over
-    /// the network resumes a dropped read where it stopped (a bounded number of times)
-    /// instead of failing the whole read.
-    ///
-    /// # Errors
-    /// As [`Store::open`].
-    fn open_resumable(&self, key: &str, size: u64) -> Result<Box<dyn Read + Send>> {
-        let _ = size;
-        self.open(key)
     }
 
     /// Removes `key` (absent is fine).

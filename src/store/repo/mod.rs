@@ -293,7 +293,6 @@ impl<'a> Repository<'a> {
             None => Ok(Box::new(StoredArchive {
                 store: self.store,
                 key: meta.archive.clone(),
-                size: meta.size,
             })),
         }
     }
@@ -359,7 +358,6 @@ impl<'a> Repository<'a> {
 struct StoredArchive<'a> {
     store: &'a dyn Store,
     key: String,
-    size: u64,
 }
 
 impl ArchiveSource for StoredArchive<'_> {
@@ -367,6 +365,6 @@ impl ArchiveSource for StoredArchive<'_> {
         self.store.url(&self.key)
     }
     fn open(&self) -> Result<Box<dyn Read + Send>> {
-        self.store.open_resumable(&self.key, self.size)
+        self.store.open(&self.key)
     }
 }

@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use object_store::WriteMultipart;
+use object_store::aws::AmazonS3;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 
 use super::{PARTS_IN_FLIGHT, map_err};
 use crate::error::Result;
@@ -62,10 +64,62 @@ impl Drop for S3Writer {
     }
 }
 
+/// Times a dropped read is resumed before the read fails.
+pub(super) const RESUMES: usize = 5;
+
+/// An object's body as it arrives. A connection that drops (an error, or the body ending
+/// before the object's size) is resumed with a ranged GET from the offset reached, on the
+/// same version of the object (`If-Match` its ETag), up to [`RESUMES`] times.
 pub(super) struct S3Reader {
     pub(super) rt: Arc<tokio::runtime::Runtime>,
+    pub(super) s3: Arc<AmazonS3>,
+    pub(super) path: ObjectPath,
+    pub(super) key: String,
     pub(super) stream: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     pub(super) chunk: bytes::Bytes,
+    pub(super) pos: u64,
+    pub(super) size: u64,
+    pub(super) etag: Option<String>,
+    pub(super) resumed: usize,
+}
+
+impl S3Reader {
+    /// Reopens the body at the offset reached, after `why`.
+    fn resume(&mut self, why: &str) -> std::io::Result<()> {
+        loop {
+            if self.resumed >= RESUMES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    format!(
+                        "reading {} from S3 failed at byte {} of {} after {RESUMES} resumed reads ({why}): check the network to the S3 server and try again",
+                        self.key, self.pos, self.size
+                    ),
+                ));
+            }
+            self.resumed += 1;
+            std::thread::sleep(std::time::Duration::from_millis(250 << self.resumed.min(4)));
+            let options = GetOptions {
+                range: Some(GetRange::Offset(self.pos)),
+                if_match: self.etag.clone(),
+                ..Default::default()
+            };
+            let _g = self.rt.enter();
+            match self.rt.block_on(self.s3.get_opts(&self.path, options)) {
+                Ok(r) => {
+                    self.stream = r.into_stream();
+                    return Ok(());
+                }
+                // Changed meanwhile: what was read cannot be continued.
+                Err(e @ object_store::Error::Precondition { .. }) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} changed in the bucket while it was read: {e}",
+                        self.key
+                    )));
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 impl Read for S3Reader {
@@ -73,13 +127,15 @@ impl Read for S3Reader {
         while self.chunk.is_empty() {
             match self.rt.block_on(self.stream.next()) {
                 Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                Some(Err(e)) => self.resume(&e.to_string())?,
+                None if self.pos < self.size => self.resume("the body ended early")?,
                 None => return Ok(0),
             }
         }
         let n = out.len().min(self.chunk.len());
         out[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk = self.chunk.slice(n..);
+        self.pos += n as u64;
         Ok(n)
     }
 }

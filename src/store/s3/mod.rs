@@ -332,19 +332,24 @@ impl Store for S3Store {
         }))
     }
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let r = self
-            .rt
-            .block_on(self.s3.get(&self.full(key)?))
-            .map_err(|e| {
-                map_err(
-                    &format!("cannot read {key} from bucket {}", self.options.bucket),
-                    e,
-                )
-            })?;
+        let path = self.full(key)?;
+        let r = self.rt.block_on(self.s3.get(&path)).map_err(|e| {
+            map_err(
+                &format!("cannot read {key} from bucket {}", self.options.bucket),
+                e,
+            )
+        })?;
         Ok(Box::new(S3Reader {
             rt: self.rt.clone(),
+            s3: self.s3.clone(),
+            path,
+            key: key.to_string(),
+            size: r.meta.size,
+            etag: r.meta.e_tag.clone(),
             stream: r.into_stream(),
             chunk: bytes::Bytes::new(),
+            pos: 0,
+            resumed: 0,
         }))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
