@@ -47,8 +47,8 @@ rel=(--relation "s3-parameters:bucket=backups" --relation "s3-parameters:endpoin
      --relation "s3-parameters:access-key=AKID" --relation "s3-parameters:secret-key=SECRETKEY"
      --relation "s3-parameters:s3-uri-style=path")
 # Our part size and parts in flight, from the source: the memory limit and boto3's settings follow.
-part_mib=$(( $(sed -n 's/^pub const PART_BYTES: usize = \([0-9]*\) << 20;/\1/p' src/store/s3.rs) ))
-in_flight=$(sed -n 's/^pub const PARTS_IN_FLIGHT: usize = \([0-9]*\);/\1/p' src/store/s3.rs)
+part_mib=$(( $(sed -n 's/^pub const PART_BYTES: usize = \([0-9]*\) << 20;/\1/p' src/store/s3/mod.rs) ))
+in_flight=$(sed -n 's/^pub const PARTS_IN_FLIGHT: usize = \([0-9]*\);/\1/p' src/store/s3/mod.rs)
 export PART_MIB=$part_mib IN_FLIGHT=$in_flight
 echo "tree: $(du -sm "$data" | cut -f1) MiB; $(nproc) cores; S3 at $endpoint (SeaweedFS); parts of $part_mib MiB, $in_flight in flight"
 

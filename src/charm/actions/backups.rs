@@ -14,14 +14,7 @@ use crate::commands::verify::{VerifyBackupOptions, verify_backup};
 use crate::error::Error;
 use crate::juju::{Action, BoxError, Context};
 use crate::progress::human_size;
-use crate::store::Store;
 use crate::store::repo::{BackupMetadata, Repository};
-
-/// What a versioned store keeps of removed objects, for the log.
-fn versions_left(store: &dyn Store) -> Option<String> {
-    let _ = store;
-    None
-}
 
 /// `create-backup`: a backup in the store.
 #[derive(Debug, Default, Clone, Copy)]
@@ -221,9 +214,6 @@ impl Action for RemoveBackup {
         let store = open_store(ctx, &config)?;
         let progress = ActionProgress::new(ctx);
         let keys = remove_backup(store.as_ref(), &p.backup_id, &state_dir(ctx), &progress)?;
-        if let Some(what) = versions_left(store.as_ref()) {
-            ctx.log(&what);
-        }
         Ok(RemoveBackupResults {
             backup_id: p.backup_id,
             removed: keys.len(),
@@ -373,10 +363,6 @@ impl Action for PruneBackups {
         let stats = prune_backups(store.as_ref(), &retention, &state_dir(ctx), &progress)?;
         if stats.removed.is_empty() {
             ctx.log("retention removes nothing: every backup is kept");
-        } else if !p.dry_run
-            && let Some(what) = versions_left(store.as_ref())
-        {
-            ctx.log(&what);
         }
         // The reasons of the first 200 only, so the results always fit.
         let mut reasons: Vec<String> = stats
