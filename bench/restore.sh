@@ -64,7 +64,7 @@ for r in $(seq $rounds); do
   settle; scratched "s3_$r" "$agent" run --agent-dir "$adir" "${rel[@]}" restore "backup-id=$id_s3" skip-backup=true allow-external-symlinks=true --format json
   settle; rm -rf "$bench/gnu"; mkdir -p "$bench/gnu/out"
   bench_time "gnu_$r" sh -c ".venv-s3/bin/python '$bench/download.py' '$endpoint' '$key' '$bench/gnu/b.tar.gz' && sha256sum '$bench/gnu/b.tar.gz' > /dev/null && tar xzf '$bench/gnu/b.tar.gz' -C '$bench/gnu/out'"
-  settle; bench_time "verify_$r" "$agent" run --agent-dir "$adir" "${rel[@]}" verify-backup "backup-id=$id_s3" --format json
+  settle; bench_time "verify_$r" "$agent" run --agent-dir "$adir" "${rel[@]}" verify-backup "backup-id=$id_s3" allow-external-symlinks=true --format json
   bench_time "gnuverify_$r" sh -c "sha256sum '$bench/gnu/b.tar.gz' > /dev/null && tar tzf '$bench/gnu/b.tar.gz' > /dev/null"
 done
 rm -rf "$bench/gnu"

@@ -273,14 +273,47 @@ fn logical_and_physical_backups_to_the_local_store_come_back_row_for_row() {
 }
 
 #[test]
-fn logical_and_physical_backups_to_s3_come_back_row_for_row() {
+fn logical_and_physical_backups_to_s3_encrypted_come_back_row_for_row() {
     let weed = Weed::start();
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new(tmp.path());
     load(&c);
+    let key = age::x25519::Identity::generate();
+    let identity = {
+        use age::secrecy::ExposeSecret;
+        key.to_string().expose_secret().to_string()
+    };
     for mode in ["logical", "physical"] {
-        let h = harness(tmp.path(), &c, mode, Some(&weed));
+        let h = harness(tmp.path(), &c, mode, Some(&weed))
+            .config("encryption-recipients", key.to_public().to_string())
+            .secret("secret:d4j5kq1uqu5c7ffmbvt1", "identity", &identity)
+            .config("encryption-identity-secret", "secret:d4j5kq1uqu5c7ffmbvt1");
         let out = round_trip(&h, &c, &tmp.path().join("saved"));
+        let last = common::listed(&h).last().unwrap().clone();
+        let shown = h
+            .run_action(
+                &charm(),
+                action("show-backup").param("backup-id", last["backup-id"].clone()),
+            )
+            .unwrap();
+        assert!(
+            shown.results["backup"]["archive"]
+                .as_str()
+                .unwrap()
+                .ends_with(".tar.gz.age"),
+            "{}",
+            shown.results
+        );
+        // The dumps are read back through the decryption.
+        let verified = h.run_action(&charm(), action("verify-backup")).unwrap();
+        assert_eq!(verified.results["verify"]["status"], "ok");
+        if mode == "logical" {
+            assert_eq!(
+                verified.results["verify"]["dumps"], "4",
+                "{}",
+                verified.results
+            );
+        }
         assert!(
             out.results["restore"]["source"].as_str().is_some(),
             "{}",

@@ -34,6 +34,7 @@ mod hash;
 mod manifest;
 mod output;
 mod reader;
+mod seal;
 mod source;
 mod writer;
 
@@ -47,7 +48,8 @@ pub use reader::{
     ArchiveInfo, ChecksumCheck, Limits, VerifyOptions, check_sha256, read_manifest_only, sha256_of,
     verify, verify_source,
 };
-pub use source::{ArchiveSource, FileSource};
+pub use seal::{AGE_MAGIC, AGE_SUFFIX, Identities, Recipients};
+pub use source::{ArchiveSource, FileSource, WithIdentities};
 pub use writer::{ArchiveOptions, ArchiveStats, ArchiveWriter, STREAM_PART};
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.

@@ -3,11 +3,13 @@
 //! such as an object in a backup store, read once from its start.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, Mutex};
+
 use crate::archive::Compression;
-use crate::archive::hash::HashingReader;
+use crate::archive::seal::{self, AGE_MAGIC, Identities};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 
 /// An archive to read: each [`ArchiveSource::open`] yields its bytes from the start.
@@ -23,6 +25,33 @@ pub trait ArchiveSource: Send + Sync {
     /// thread of its own while the extraction reads it).
     fn file(&self) -> Option<&File> {
         None
+    }
+    /// The identities to decrypt it with, when it is encrypted.
+    fn identities(&self) -> Option<&Identities> {
+        None
+    }
+}
+
+/// A source read with identities, to decrypt it.
+pub struct WithIdentities<'a> {
+    /// The source.
+    pub inner: Box<dyn ArchiveSource + 'a>,
+    /// Its keys.
+    pub identities: Identities,
+}
+
+impl ArchiveSource for WithIdentities<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
+        self.inner.open()
+    }
+    fn file(&self) -> Option<&File> {
+        self.inner.file()
+    }
+    fn identities(&self) -> Option<&Identities> {
+        Some(&self.identities)
     }
 }
 
@@ -171,32 +200,74 @@ impl Read for FromStart {
     }
 }
 
-/// Opens `source` from its start for reading entries: one pass that hashes the raw bytes
-/// (whose digest [`finish_digest`] returns) and inflates them.
+/// A reader that hashes what passes into a digest shared with whoever holds its other end.
+struct SharedHashing<R> {
+    inner: R,
+    digest: Arc<Mutex<(sha2::Sha256, u64)>>,
+}
+
+impl<R: Read> Read for SharedHashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        if let Ok(mut d) = self.digest.lock() {
+            d.0.update(&buf[..n]);
+            d.1 += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Opens `source` from its start for reading entries: one pass that hashes the raw (stored)
+/// bytes, whose digest [`finish_digest`] returns, decrypts them when they are an age file,
+/// and inflates them. An encrypted archive without a matching identity fails here, having read
+/// only its header.
 pub(crate) fn open_stream(source: &dyn ArchiveSource) -> Result<(Decoded, Compression)> {
-    let mut raw = source.open()?;
-    let mut head = [0u8; 4];
-    let n = crate::archive::fill(&mut raw, &mut head).map_err(stream_err)?;
-    let compression = detect(&head[..n])?;
-    let raw = io::Cursor::new(head[..n].to_vec()).chain(raw);
+    let digest = Arc::new(Mutex::new((<sha2::Sha256 as sha2::Digest>::new(), 0u64)));
+    let mut raw = BufReader::with_capacity(
+        1 << 20,
+        SharedHashing {
+            inner: source.open()?,
+            digest: digest.clone(),
+        },
+    );
+    let sealed = raw.fill_buf().map_err(stream_err)?.starts_with(AGE_MAGIC);
+    let mut plain: Box<dyn BufRead + Send> = if sealed {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            seal::open(raw, source.identities())?,
+        ))
+    } else {
+        Box::new(raw)
+    };
+    let compression = detect(plain.fill_buf().map_err(stream_err)?)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
     let (spare, spares) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || -> io::Result<(String, u64)> {
-        let hashing = BufReader::with_capacity(1 << 20, HashingReader::new(raw));
         let run = || -> io::Result<(String, u64)> {
-            let h = match compression {
+            let mut rest = match compression {
                 Compression::Gzip => {
-                    let mut d = flate2::bufread::MultiGzDecoder::new(hashing);
+                    let mut d = flate2::bufread::MultiGzDecoder::new(plain);
                     pump(&mut d, &tx, &spares)?;
-                    d.into_inner().into_inner()
+                    d.into_inner()
                 }
                 Compression::Zstd => {
-                    let mut d = zstd::stream::read::Decoder::with_buffer(hashing)?;
+                    let mut d = zstd::stream::read::Decoder::with_buffer(plain)?;
                     pump(&mut d, &tx, &spares)?;
-                    d.finish().into_inner()
+                    d.finish()
                 }
             };
-            h.finish()
+            // Whatever follows is read too (age checks its last chunk at the end), so the
+            // digest covers the whole stored file.
+            io::copy(&mut rest, &mut io::sink())?;
+            drop(rest);
+            let d = digest
+                .lock()
+                .map_err(|_| io::Error::other("the digest was lost"))?;
+            Ok((
+                crate::archive::hex(&sha2::Digest::finalize(d.0.clone())),
+                d.1,
+            ))
         };
         let r = run();
         if let Err(e) = &r {

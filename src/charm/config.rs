@@ -77,6 +77,12 @@ pub struct CharmConfig {
     /// The server's data directory, for physical restores.
     #[serde(default)]
     pub postgresql_data_dir: String,
+    /// Space-separated age recipients (`age1...`): archives are encrypted to them when set.
+    #[serde(default)]
+    pub encryption_recipients: String,
+    /// Juju secret whose key `identity` holds the age identities that decrypt.
+    #[serde(default)]
+    pub encryption_identity_secret: String,
     /// Keep the newest this many finished backups (0: all).
     #[serde(default)]
     pub retention_count: i64,
@@ -305,6 +311,37 @@ impl CharmConfig {
         Postgres::new(o).map(Some)
     }
 
+    /// The age recipients archives are encrypted to, when `encryption-recipients` is set.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] naming a word that is not a recipient: nothing is then
+    /// written at all, rather than written in plaintext.
+    pub fn recipients(&self) -> Result<Option<crate::archive::Recipients>> {
+        crate::archive::Recipients::parse(&self.encryption_recipients)
+    }
+
+    /// The age identities from the `encryption-identity-secret` secret, when it is set. The
+    /// secret's content is never logged or shown.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] saying what to fix when the secret cannot be read or holds
+    /// no identity.
+    pub fn identities(&self, ctx: &Context) -> Result<Option<crate::archive::Identities>> {
+        let uri = self.encryption_identity_secret.trim();
+        if uri.is_empty() {
+            return Ok(None);
+        }
+        let text = ctx.secret(uri, "identity").map_err(|e| {
+            Error::invalid(format!(
+                "encryption-identity-secret {uri} cannot be read ({}): grant it to this application (juju grant-secret <secret> <app>) and check that it has the key identity",
+                crate::error::chain(&e)
+            ))
+        })?;
+        crate::archive::Identities::parse(&text)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("encryption-identity-secret {uri}: {e}")))
+    }
+
     /// The retention policy (`retention-count`, `retention-days`).
     ///
     /// # Errors
@@ -337,6 +374,11 @@ impl CharmConfig {
         }
         if let Err(e) = self.retention() {
             return Some(Status::Blocked(e.to_string()));
+        }
+        if let Err(e) = self.recipients() {
+            return Some(Status::Blocked(format!(
+                "encryption-recipients: {e}; snapshot and create-backup refuse to run"
+            )));
         }
         if !PathBuf::from(&self.local_store).is_absolute() {
             return Some(Status::Blocked(format!(

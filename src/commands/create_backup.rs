@@ -124,7 +124,8 @@ pub fn create_backup(
         id = backup_id(started, &options.made_by);
     }
     let c = options.snapshot.compression;
-    let archive_key = Repository::archive_key(&id, &options.name_prefix, c.extension());
+    let archive_key =
+        Repository::archive_key(&id, &options.name_prefix, &options.snapshot.extension());
     let manifest = manifest_for(&options.snapshot);
     let mut meta = BackupMetadata {
         id: id.clone(),
@@ -142,6 +143,12 @@ pub fn create_backup(
         host: host_name(),
         tool: manifest.tool.clone(),
         notes: options.notes.clone(),
+        encrypted_to: options
+            .snapshot
+            .recipients
+            .as_ref()
+            .map(crate::archive::Recipients::keys)
+            .unwrap_or_default(),
         ..Default::default()
     };
     progress.step(&format!("writing backup {id}"));

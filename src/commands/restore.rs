@@ -59,6 +59,8 @@ pub struct RestoreOptions {
     /// Directories never replaced, even inside a restored path (the Juju agent's, which holds
     /// the unit's state and this restore's journal).
     pub keep: Vec<PathBuf>,
+    /// Encrypt the saved existing data to these age recipients.
+    pub recipients: Option<crate::archive::Recipients>,
 }
 
 /// What a restore did.
@@ -369,6 +371,7 @@ fn restore_open(
             progress.step(&format!("saving the existing data to {}", target.display()));
             let mut so = SnapshotOptions::new(existing);
             so.compression = options.compression;
+            so.recipients = options.recipients.clone();
             so.unit = options.unit.clone();
             // What the restore keeps in place anyway is not saved again.
             so.exclude = excluded
@@ -385,7 +388,7 @@ fn restore_open(
                 "{}-pre-restore-{}.{}",
                 options.name_prefix,
                 jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
-                options.compression.extension()
+                so.extension()
             );
             // Recorded first, so that a killed restore leaves no partial archive behind.
             journal.saving = Some(target.join(&name));

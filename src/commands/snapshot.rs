@@ -33,9 +33,24 @@ pub struct SnapshotOptions {
     pub scratch_dir: PathBuf,
     /// Also back up this PostgreSQL server (dumps or a base backup, streamed).
     pub postgresql: Option<Postgres>,
+    /// Encrypt the archive to these age recipients.
+    pub recipients: Option<crate::archive::Recipients>,
 }
 
 impl SnapshotOptions {
+    /// The archive's file-name extension: `tar.gz` or `tar.zst`, then `.age` when encrypted.
+    pub fn extension(&self) -> String {
+        format!(
+            "{}{}",
+            self.compression.extension(),
+            if self.recipients.is_some() {
+                crate::archive::AGE_SUFFIX
+            } else {
+                ""
+            }
+        )
+    }
+
     /// Whether anything besides paths is backed up (then the paths may be empty).
     pub fn has_sources(&self) -> bool {
         self.etcd.is_some() || self.postgresql.is_some()
@@ -214,6 +229,7 @@ fn write_with<W: std::io::Write + Send + 'static>(
 ) -> Result<(W, ArchiveStats)> {
     let mut archive_options = ArchiveOptions::with_compression(options.compression);
     archive_options.threads = options.compression_threads;
+    archive_options.recipients = options.recipients.clone();
     if matches!(&pg, Some((p, _)) if p.options().mode == PgMode::Physical) {
         // Database pages: zlib-rs's default level is 7.5% larger there than zlib's.
         archive_options.gzip_effort = GzipEffort::Dense;
@@ -254,12 +270,13 @@ fn write_with<W: std::io::Write + Send + 'static>(
     Ok((out, stats))
 }
 
-/// The file name for a snapshot taken now: `<prefix>-snapshot-YYYY-MM-DD-HH.MM.SS.<ext>` (UTC).
-pub fn snapshot_file_name(prefix: &str, compression: Compression) -> String {
+/// The file name for a snapshot taken now with `options`:
+/// `<prefix>-snapshot-YYYY-MM-DD-HH.MM.SS.<ext>` (UTC; see [`SnapshotOptions::extension`]).
+pub fn snapshot_file_name(prefix: &str, options: &SnapshotOptions) -> String {
     format!(
         "{prefix}-snapshot-{}.{}",
         jiff::Timestamp::now().strftime("%Y-%m-%d-%H.%M.%S"),
-        compression.extension()
+        options.extension()
     )
 }
 

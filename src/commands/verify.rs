@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::archive::{ArchiveInfo, Limits, SideSink, VerifyOptions, verify_source};
+use crate::archive::{
+    ArchiveInfo, HashingReader, Identities, Limits, SideSink, VerifyOptions, WithIdentities,
+    verify_source,
+};
 use crate::error::{Error, ErrorKind, Result, chain};
 use crate::progress::Progress;
 use crate::source::{etcd, postgres};
@@ -23,6 +26,9 @@ pub struct VerifyBackupOptions {
     pub limits: Limits,
     /// Where `pg_restore` is, when not Debian's for the dump's server version.
     pub pg_bin_dir: Option<PathBuf>,
+    /// The identities that decrypt an encrypted backup. Without them an encrypted backup is
+    /// checked as stored (its sha256 and size) but its entries cannot be read.
+    pub identities: Option<Identities>,
 }
 
 /// What verification read.
@@ -36,6 +42,8 @@ pub struct VerifyBackupStats {
     pub dumps: usize,
     /// Whether an etcd snapshot was checked.
     pub etcd_snapshot: bool,
+    /// Whether only the stored (encrypted) bytes were checked, for want of an identity.
+    pub ciphertext_only: bool,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -80,6 +88,45 @@ pub fn verify_backup(
         None => repo.newest_finished()?,
     };
     let archive = repo.archive(&meta)?;
+    if !meta.encrypted_to.is_empty() && options.identities.is_none() {
+        progress.step(&format!(
+            "backup {} is encrypted and no identity is given: checking its stored bytes only",
+            meta.id
+        ));
+        let (sha256, bytes) = HashingReader::new(archive.open()?).finish().map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!("cannot read backup {}: {e}", meta.id),
+            )
+        })?;
+        if sha256 != meta.sha256 || bytes != meta.size {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "backup {} would not restore: its archive is {bytes} bytes with sha256 {sha256}, its metadata says {} bytes with sha256 {}",
+                    meta.id, meta.size, meta.sha256
+                ),
+            ));
+        }
+        return Ok(VerifyBackupStats {
+            archive: ArchiveInfo {
+                sha256,
+                bytes,
+                ..Default::default()
+            },
+            metadata: meta,
+            ciphertext_only: true,
+            elapsed: start.elapsed(),
+            ..Default::default()
+        });
+    }
+    let archive: Box<dyn crate::archive::ArchiveSource + '_> = match &options.identities {
+        Some(ids) => Box::new(WithIdentities {
+            inner: archive,
+            identities: ids.clone(),
+        }),
+        None => archive,
+    };
     progress.step(&format!(
         "verifying backup {} ({})",
         meta.id,
@@ -126,6 +173,7 @@ pub fn verify_backup(
         archive: info,
         dumps: checks.dumps,
         etcd_snapshot: checks.etcd,
+        ciphertext_only: false,
         elapsed: start.elapsed(),
     })
 }

@@ -12,6 +12,7 @@ use tree::ExactReader;
 use crate::archive::compress::Encoder;
 use crate::archive::hash::HashingWriter;
 use crate::archive::manifest::{MANIFEST_NAME, Manifest};
+use crate::archive::seal::Sealed;
 use crate::archive::{Compression, GzipEffort};
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
@@ -32,6 +33,9 @@ pub struct ArchiveOptions {
     /// finished archive always restores (default: [`crate::archive::Limits::default`], what
     /// restores use).
     pub limits: crate::archive::Limits,
+    /// Encrypt the compressed stream to these age recipients (the file is then an age file;
+    /// its sha256 is that of the encrypted bytes).
+    pub recipients: Option<crate::archive::Recipients>,
 }
 
 impl ArchiveOptions {
@@ -83,7 +87,7 @@ fn read_full(data: &mut dyn Read, buf: &mut [u8], name: &str) -> Result<usize> {
 /// The output must be `Send + 'static` because gzip runs on every core: compression threads
 /// own the output while the caller walks and reads files.
 pub struct ArchiveWriter<W: Write + Send + 'static> {
-    tar: tar::Builder<Encoder<HashingWriter<W>>>,
+    tar: tar::Builder<Encoder<Sealed<HashingWriter<W>>>>,
     stats: ArchiveStats,
     links: HashMap<(u64, u64), PathBuf>,
     limits: crate::archive::Limits,
@@ -120,8 +124,10 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     /// # Errors
     /// When the output cannot be written.
     pub fn create(out: W, manifest: &Manifest, options: &ArchiveOptions) -> Result<Self> {
+        let sealed =
+            Sealed::new(HashingWriter::new(out), options.recipients.as_ref()).map_err(write_err)?;
         let enc = Encoder::new(
-            HashingWriter::new(out),
+            sealed,
             options.compression,
             options.gzip_effort,
             options.threads,
@@ -327,7 +333,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     pub fn finish(self) -> Result<(W, ArchiveStats)> {
         let mut stats = self.stats;
         let enc = self.tar.into_inner().map_err(write_err)?;
-        let hashing = enc.finish().map_err(write_err)?;
+        let hashing = enc.finish().and_then(Sealed::finish).map_err(write_err)?;
         let (mut out, sha256, bytes) = hashing.finish();
         out.flush().map_err(write_err)?;
         stats.sha256 = sha256;

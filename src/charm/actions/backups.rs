@@ -231,6 +231,12 @@ pub struct VerifyBackup;
 pub struct VerifyBackupParams {
     /// The backup (default: the newest finished one).
     pub backup_id: Option<String>,
+    /// Accept symlinks that point outside the restored paths.
+    #[serde(default)]
+    pub allow_external_symlinks: bool,
+    /// Accept device nodes.
+    #[serde(default)]
+    pub allow_devices: bool,
 }
 
 /// `verify-backup` results.
@@ -278,7 +284,12 @@ impl Action for VerifyBackup {
         let options = VerifyBackupOptions {
             backup_id: p.backup_id.filter(|s| !s.is_empty()),
             pg_bin_dir: config.pg_bin_dir(),
-            ..Default::default()
+            identities: config.identities(ctx)?,
+            limits: crate::archive::Limits {
+                allow_external_symlinks: p.allow_external_symlinks,
+                allow_devices: p.allow_devices,
+                ..Default::default()
+            },
         };
         let progress = ActionProgress::new(ctx);
         let stats = verify_backup(store.as_ref(), &options, &progress)?;
@@ -300,7 +311,11 @@ impl Action for VerifyBackup {
         Ok(VerifyBackupResults {
             backup_id: stats.metadata.id,
             verify: VerifyResult {
-                status: "ok".into(),
+                status: if stats.ciphertext_only {
+                    "ok: the stored (encrypted) bytes match the metadata; set encryption-identity-secret to check the entries too".into()
+                } else {
+                    "ok".into()
+                },
                 entries: stats.archive.entries,
                 bytes: stats.archive.bytes,
                 sha256: stats.archive.sha256,

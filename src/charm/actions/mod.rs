@@ -50,6 +50,7 @@ pub(crate) fn snapshot_options(
     o.etcd = config.etcd();
     o.scratch_dir = state_dir(ctx);
     o.postgresql = config.postgresql(ctx)?;
+    o.recipients = config.recipients()?;
     Ok(o)
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ArchiveSource, FileSource, Limits};
+use crate::archive::{AGE_MAGIC, ArchiveSource, FileSource, Identities, Limits, WithIdentities};
 use crate::charm::actions::{log_warnings, open_store, state_dir};
 use crate::charm::config::CharmConfig;
 use crate::charm::own_dirs;
@@ -15,6 +15,43 @@ use crate::error::{Error, ErrorKind};
 use crate::juju::{Action, BoxError, Context};
 use crate::source::postgres::LogicalRestoreOptions;
 use crate::store::repo::{BackupMetadata, Repository};
+
+/// How to give the charm an identity, for messages.
+pub(crate) const NO_IDENTITY_HINT: &str = "juju add-secret backup-key identity=\"$(cat key.txt)\"; juju grant-secret backup-key <app>; juju config <app> encryption-identity-secret=secret:...";
+
+/// Whether the file at `path` is an age file.
+fn is_sealed(path: &Path) -> bool {
+    let mut head = [0u8; 21];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head == AGE_MAGIC)
+}
+
+/// Refuses, before anything is read, a backup encrypted to `recipients` that `identities`
+/// cannot decrypt, saying which recipients it is encrypted to.
+pub(crate) fn check_identities(
+    id: &str,
+    recipients: &[String],
+    identities: Option<&Identities>,
+) -> Result<(), Error> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    match identities {
+        None => Err(Error::invalid(format!(
+            "backup {id} is encrypted to {}: set encryption-identity-secret to a secret holding the identity of one of them ({NO_IDENTITY_HINT})",
+            recipients.join(" ")
+        ))),
+        Some(ids) if !ids.recipients().iter().any(|r| recipients.contains(r)) => {
+            Err(Error::invalid(format!(
+                "backup {id} is encrypted to {}, and the identities in encryption-identity-secret are those of {}: put the identity of one of its recipients in the secret",
+                recipients.join(" "),
+                ids.recipients().join(" ")
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
 
 /// What the operator should know of whose backup `meta` is, when it is not this unit's own.
 pub(crate) fn whose(ctx: &Context, meta: &BackupMetadata) -> Vec<String> {
@@ -128,6 +165,7 @@ impl Action for Restore {
             own_dirs::refuse_inside("path", Path::new(path), &config.paths())
                 .map_err(|e| Error::invalid(format!("{e} (copy the archive out first)")))?;
         }
+        let identities = config.identities(ctx)?;
         let store;
         let repo;
         let mut expected = p.sha256.clone();
@@ -151,12 +189,32 @@ impl Action for Restore {
             for line in whose(ctx, &meta) {
                 ctx.log(&line);
             }
+            check_identities(&meta.id, &meta.encrypted_to, identities.as_ref())?;
             repo.archive(&meta)?
-        } else if let Some(path) = &p.path {
-            Box::new(FileSource::open(Path::new(path))?)
         } else {
-            ctx.log("no backup-id or path given: restoring the attached snapshot resource");
-            Box::new(FileSource::open(&ctx.resource("snapshot")?)?)
+            let path = match &p.path {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    ctx.log("no backup-id or path given: restoring the attached snapshot resource");
+                    ctx.resource("snapshot")?
+                }
+            };
+            let file = FileSource::open(&path)?;
+            if identities.is_none() && is_sealed(&path) {
+                return Err(Error::invalid(format!(
+                    "{} is encrypted with age: set encryption-identity-secret to a secret holding its identity ({NO_IDENTITY_HINT})",
+                    path.display()
+                ))
+                .into());
+            }
+            Box::new(file)
+        };
+        let source: Box<dyn ArchiveSource + '_> = match identities {
+            Some(ids) => Box::new(WithIdentities {
+                inner: source,
+                identities: ids,
+            }),
+            None => source,
         };
         let options = RestoreOptions {
             expected_sha256: expected,
@@ -175,6 +233,7 @@ impl Action for Restore {
             },
             etcd: config.etcd_restore(),
             postgresql: config.postgresql(ctx)?,
+            recipients: config.recipients()?,
             keep: own_dirs::agent_dirs(ctx),
             logical: LogicalRestoreOptions {
                 terminate_sessions: p.terminate_sessions,

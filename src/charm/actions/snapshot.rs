@@ -72,7 +72,7 @@ impl Action for Snapshot {
             .into());
         }
         own_dirs::refuse_inside("target", &target, &options.paths)?;
-        let name = snapshot_file_name(ctx.juju().app_name(), options.compression);
+        let name = snapshot_file_name(ctx.juju().app_name(), &options);
         let progress = ActionProgress::new(ctx);
         let stats = snapshot(&target, &name, &options, &progress)?;
         log_warnings(ctx, &stats.archive.warnings);

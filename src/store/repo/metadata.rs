@@ -64,6 +64,9 @@ pub struct BackupMetadata {
     pub tool: String,
     /// The operator's notes.
     pub notes: String,
+    /// The age recipients the archive is encrypted to (public keys; empty: not encrypted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
     /// What went wrong without stopping the backup (a file that changed while it was read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
