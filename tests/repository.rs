@@ -308,37 +308,23 @@ fn verify_backup_reads_everything_and_names_what_is_wrong() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0x55;
     fs::write(&archive, &bad).unwrap();
-    let err = h
-        .run_action(
-            &charm(),
-            action("verify-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap_err();
+    let err = common::verify_fails(&h, Some(&id));
     assert!(
-        err.message.contains(&format!("backup {id}")) && err.message.contains("damaged")
-            || err.message.contains("checksum"),
+        err.contains(&format!("backup {id}")) && err.contains("damaged")
+            || err.contains("checksum"),
         "{}",
-        err.message
+        err
     );
     // Truncated: listed damaged, and verify says so.
     fs::write(&archive, &good[..good.len() - 100]).unwrap();
-    let err = h.run_action(&charm(), action("verify-backup")).unwrap_err();
+    let err = common::verify_fails(&h, None);
     assert!(
-        err.message.contains("no finished backup") || err.message.contains("bytes"),
+        err.contains("no finished backup") || err.contains("bytes"),
         "{}",
-        err.message
+        err
     );
-    let err = h
-        .run_action(
-            &charm(),
-            action("verify-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap_err();
-    assert!(
-        err.message.contains(&format!("backup {id} is damaged")),
-        "{}",
-        err.message
-    );
+    let err = common::verify_fails(&h, Some(&id));
+    assert!(err.contains(&format!("backup {id} is damaged")), "{}", err);
     // Metadata removed: not finished.
     fs::write(&archive, &good).unwrap();
     fs::remove_file(dir.join("metadata.json")).unwrap();
@@ -399,17 +385,7 @@ fn a_failed_backup_can_be_shown() {
     m["status"] = "failed: disk full".into();
     fs::write(dir.join("failed.json"), serde_json::to_vec(&m).unwrap()).unwrap();
     fs::remove_file(dir.join("metadata.json")).unwrap();
-    let out = h
-        .run_action(
-            &charm(),
-            action("show-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap();
-    assert_eq!(out.results["backup"]["status"], "failed: disk full");
-    let err = h
-        .run_action(&charm(), action("restore").param("backup-id", id.as_str()))
-        .unwrap_err();
-    assert!(err.message.contains("not finished"), "{}", err.message);
+    common::assert_shown_failed_not_restorable(&h, &id);
 }
 
 #[test]

@@ -188,31 +188,16 @@ fn verify_backup_reads_the_bucket_and_names_a_changed_byte() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     bucket.put(&key, &bytes);
-    let err = h
-        .run_action(
-            &charm(),
-            action("verify-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap_err();
+    let err = common::verify_fails(&h, Some(&id));
     assert!(
-        err.message
-            .contains(&format!("backup {id} would not restore")),
+        err.contains(&format!("backup {id} would not restore")),
         "{}",
-        err.message
+        err
     );
     // Truncated.
     bucket.put(&key, &bytes[..bytes.len() / 2]);
-    let err = h
-        .run_action(
-            &charm(),
-            action("verify-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap_err();
-    assert!(
-        err.message.contains(&format!("backup {id} is damaged")),
-        "{}",
-        err.message
-    );
+    let err = common::verify_fails(&h, Some(&id));
+    assert!(err.contains(&format!("backup {id} is damaged")), "{}", err);
     // Metadata removed.
     bucket.delete(&format!("verify/backup/{id}/metadata.json"));
     let err = h
@@ -276,15 +261,5 @@ fn show_backup_and_restore_of_a_failed_backup_say_it_failed() {
         &serde_json::to_vec(&m).unwrap(),
     );
     bucket.delete(&meta_key);
-    let out = h
-        .run_action(
-            &charm(),
-            action("show-backup").param("backup-id", id.as_str()),
-        )
-        .unwrap();
-    assert_eq!(out.results["backup"]["status"], "failed: disk full");
-    let err = h
-        .run_action(&charm(), action("restore").param("backup-id", id.as_str()))
-        .unwrap_err();
-    assert!(err.message.contains("not finished"), "{}", err.message);
+    common::assert_shown_failed_not_restorable(&h, &id);
 }

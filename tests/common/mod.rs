@@ -146,3 +146,34 @@ pub fn assert_logged(logs: &[String], needle: &str) {
         "no log line has {needle:?}: {logs:?}"
     );
 }
+
+/// Runs `verify-backup` (of `id`, or the newest) and returns its failure message.
+pub fn verify_fails(h: &charm_backup::testing::Harness, id: Option<&str>) -> String {
+    let mut call = charm_backup::testing::action("verify-backup");
+    if let Some(id) = id {
+        call = call.param("backup-id", id);
+    }
+    h.run_action(&charm_backup::charm::charm(), call)
+        .unwrap_err()
+        .message
+}
+
+/// Asserts that backup `id`, recorded as failed with "disk full", is shown as failed and
+/// refused by restore as not finished.
+pub fn assert_shown_failed_not_restorable(h: &charm_backup::testing::Harness, id: &str) {
+    let charm = charm_backup::charm::charm();
+    let out = h
+        .run_action(
+            &charm,
+            charm_backup::testing::action("show-backup").param("backup-id", id),
+        )
+        .unwrap();
+    assert_eq!(out.results["backup"]["status"], "failed: disk full");
+    let err = h
+        .run_action(
+            &charm,
+            charm_backup::testing::action("restore").param("backup-id", id),
+        )
+        .unwrap_err();
+    assert!(err.message.contains("not finished"), "{}", err.message);
+}
