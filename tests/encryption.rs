@@ -295,6 +295,17 @@ fn encrypted_backups_in_s3_list_verify_and_restore_with_either_of_two_identities
         to.to_string().contains(&pub_a) && to.to_string().contains(&pub_b),
         "{to}"
     );
+    let row = common::listed(&h).pop().unwrap();
+    assert!(row["encrypted-to"].to_string().contains(&pub_a), "{row}");
+    let table = h.run_action(&charm(), action("list-backups")).unwrap();
+    assert!(
+        table.results["backups"]
+            .as_str()
+            .unwrap()
+            .contains("| age (2)   |"),
+        "{}",
+        table.results["backups"]
+    );
     // Verify without the key checks the stored bytes; with it, every entry.
     let out = h.run_action(&charm(), action("verify-backup")).unwrap();
     assert!(

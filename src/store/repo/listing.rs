@@ -31,6 +31,9 @@ pub struct BackupRow {
     pub started: String,
     /// End time, as recorded.
     pub finished: String,
+    /// The age recipients it is encrypted to (empty: not encrypted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
     /// Where the backup lies.
     pub backup_path: String,
     /// Its metadata, when it could be read.
@@ -164,6 +167,7 @@ impl Repository<'_> {
             m.started.clone()
         };
         row.finished = m.finished.clone();
+        row.encrypted_to = m.encrypted_to.clone();
         row.metadata = Some(m);
         Some(row)
     }
@@ -191,9 +195,10 @@ impl Listing {
             "size",
             "started",
             "finished",
+            "encrypted",
             "backup-path",
         ];
-        let rows: Vec<[String; 8]> = self
+        let rows: Vec<[String; 9]> = self
             .backups
             .iter()
             .map(|b| {
@@ -205,6 +210,11 @@ impl Listing {
                     human_size(b.size_bytes),
                     b.started.clone(),
                     b.finished.clone(),
+                    if b.encrypted_to.is_empty() {
+                        "no".into()
+                    } else {
+                        format!("age ({})", b.encrypted_to.len())
+                    },
                     b.backup_path.clone(),
                 ]
             })
