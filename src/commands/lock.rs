@@ -10,7 +10,15 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 /// Held while an operation runs; released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct OperationLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for OperationLock {
+    fn drop(&mut self) {
+        // Unlocked explicitly: a child forked meanwhile by another thread holds a copy of the
+        // descriptor until it execs, and closing ours alone would leave the lock held by it.
+        let _ = self.file.unlock();
+    }
 }
 
 impl OperationLock {
@@ -58,6 +66,31 @@ impl OperationLock {
         file.rewind().at("cannot write the lock file", &path)?;
         file.write_all(stamp.as_bytes())
             .at("cannot write the lock file", &path)?;
-        Ok(OperationLock { _file: file })
+        Ok(OperationLock { file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_dropped_lock_is_free_though_a_child_holds_a_copy_of_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = OperationLock::acquire(dir.path(), "restore").unwrap();
+        // What a fork by another thread leaves until the child execs: a copy of the
+        // descriptor in another process (here kept, as dup() clears close-on-exec).
+        let copy = nix::unistd::dup(&lock.file).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        drop(copy);
+        drop(lock);
+        let again = OperationLock::acquire(dir.path(), "create-backup");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(again.is_ok(), "{:?}", again.err());
     }
 }
