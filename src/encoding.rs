@@ -39,9 +39,20 @@ pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
 
 /// `%XX` for every byte but ASCII letters, digits, `.`, `-` and `_`.
 pub fn percent_encode(s: &str) -> String {
+    percent_encode_keeping(s, b".-_")
+}
+
+/// `%XX` for every byte but `A-Z a-z 0-9 - . _ ~`, as S3 (SigV4) request paths and queries
+/// are signed.
+pub fn aws_encode(s: &str) -> String {
+    percent_encode_keeping(s, b"-._~")
+}
+
+/// `%XX` for every byte but ASCII letters, digits and those in `keep`.
+fn percent_encode_keeping(s: &str, keep: &[u8]) -> String {
     s.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+            if b.is_ascii_alphanumeric() || keep.contains(&b) {
                 (b as char).to_string()
             } else {
                 format!("%{b:02X}")

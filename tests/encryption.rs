@@ -263,13 +263,7 @@ fn encrypted_backups_in_s3_list_verify_and_restore_with_either_of_two_identities
     let url = out.results["backup"]["path"].as_str().unwrap();
     assert!(url.ends_with("charm-backup-backup.tar.gz.age"), "{url}");
     // Every stored object that holds data is an age file.
-    let mut o = charm_backup::store::S3Options::default();
-    o.bucket = "backups".into();
-    o.endpoint = weed.endpoint.clone();
-    o.access_key = KEY.into();
-    o.secret_key = SECRET.into();
-    o.uri_style = "path".into();
-    let bucket = charm_backup::store::S3Store::open(&o).unwrap();
+    let bucket = weed.bucket();
     use charm_backup::store::Store;
     let objects = bucket.list("sealed/").unwrap();
     let key = format!("sealed/backup/{id}/charm-backup-backup.tar.gz.age");

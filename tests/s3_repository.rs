@@ -40,13 +40,7 @@ struct Bucket(charm_backup::store::S3Store);
 
 impl Bucket {
     fn of(weed: &Weed) -> Bucket {
-        let mut o = charm_backup::store::S3Options::default();
-        o.bucket = "backups".into();
-        o.endpoint = weed.endpoint.clone();
-        o.access_key = KEY.into();
-        o.secret_key = SECRET.into();
-        o.uri_style = "path".into();
-        Bucket(charm_backup::store::S3Store::open(&o).unwrap())
+        Bucket(weed.bucket())
     }
     fn get(&self, key: &str) -> Vec<u8> {
         let mut out = Vec::new();

@@ -325,7 +325,7 @@ fn versions(weed: &Weed, bucket: &str, prefix: &str) -> Vec<String> {
         "GET",
         &format!(
             "/{bucket}?prefix={}&versions=",
-            common::weed::aws_encode(prefix)
+            charm_backup::encoding::aws_encode(prefix)
         ),
         "",
     );
@@ -377,7 +377,7 @@ fn deletes_in_a_versioned_bucket_leave_no_version_behind() {
         "DELETE",
         &format!(
             "/versioned/{}",
-            common::weed::aws_encode(&format!("{p}/backup/y")).replace("%2F", "/")
+            charm_backup::encoding::aws_encode(&format!("{p}/backup/y")).replace("%2F", "/")
         ),
         "",
     );

@@ -116,7 +116,7 @@ impl Weed {
     }
 
     /// Sends one S3 request, signed with the test credentials, to `path_and_query` (already
-    /// percent-encoded, see [`aws_encode`]) with `body`; returns the HTTP status and the body.
+    /// percent-encoded, see [`charm_backup::encoding::aws_encode`]) with `body`; returns the HTTP status and the body.
     /// For the requests the store never makes (`PutBucketVersioning`, `CreateBucket`).
     pub fn s3(&self, method: &str, path_and_query: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
@@ -210,15 +210,16 @@ impl Drop for Weed {
     }
 }
 
-/// `%XX` for every byte but `A-Z a-z 0-9 - . _ ~`, as S3 request paths and queries are signed.
-pub fn aws_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+impl Weed {
+    /// The whole `backups` bucket as a store, to look at or change objects behind the
+    /// charm's back.
+    pub fn bucket(&self) -> charm_backup::store::S3Store {
+        let mut o = charm_backup::store::S3Options::default();
+        o.bucket = "backups".into();
+        o.endpoint = self.endpoint.clone();
+        o.access_key = KEY.into();
+        o.secret_key = SECRET.into();
+        o.uri_style = "path".into();
+        charm_backup::store::S3Store::open(&o).unwrap()
+    }
 }

@@ -7,6 +7,7 @@ use object_store::path::Path as ObjectPath;
 
 use super::S3Store;
 use super::options::endpoint_for;
+use crate::encoding::aws_encode;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Whether a bucket keeps the old versions of objects (S3's `GetBucketVersioning`).
@@ -25,19 +26,6 @@ pub enum Versioning {
 pub(super) struct ObjectVersion {
     pub key: String,
     pub version_id: String,
-}
-
-/// `%XX` for every byte but the ones SigV4 leaves as they are (`A-Z a-z 0-9 - . _ ~`).
-fn aws_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The text of XML character data with its entities (`&amp;`, `&lt;`, `&gt;`, `&quot;`,
