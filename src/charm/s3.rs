@@ -44,6 +44,7 @@ pub fn s3_relation(ctx: &Context) -> Result<Option<S3Relation>, BoxError> {
         uri_style: get("s3-uri-style"),
         ca_chain,
         storage_class: get("storage-class"),
+        attributes: attributes(&get("attributes")),
     };
     let secret = get("secret-extra");
     let options = if secret.trim().is_empty() {
@@ -100,6 +101,18 @@ fn credentials(ctx: &Context, app: &str, uri: &str) -> crate::Result<(String, St
     Ok((read("access-key")?, read("secret-key")?))
 }
 
+/// The `Header=value` items of `attributes`: a JSON list of them (as s3-integrator publishes
+/// it), or one string of them separated by `;` (as the interface's example shows).
+fn attributes(text: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| {
+        text.split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    })
+}
+
 /// The CA certificates of `tls-ca-chain`: a JSON list of PEM strings (v0) or of base64-encoded
 /// PEM (v1), or one PEM bundle.
 fn ca_chain(ca: &str) -> Vec<String> {
@@ -124,6 +137,20 @@ fn ca_chain(ca: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn attributes_as_a_json_list_or_separated_by_semicolons() {
+        let want = [
+            "Cache-Control=max-age=90000,min-fresh=9000",
+            "X-Amz-Server-Side-Encryption-Customer-Key=CuStoMerKey=",
+        ];
+        assert_eq!(
+            super::attributes(&serde_json::to_string(&want).unwrap()),
+            want
+        );
+        assert_eq!(super::attributes(&want.join(";")), want);
+        assert_eq!(super::attributes(""), Vec::<String>::new());
+    }
+
     #[test]
     fn ca_chains_in_pem_or_base64() {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";

@@ -12,6 +12,7 @@
 //! Versioned buckets: a delete removes every version and delete marker of the key, so a
 //! deleted backup leaves nothing behind.
 
+mod attributes;
 mod io;
 mod options;
 mod signed;
@@ -78,15 +79,24 @@ pub struct S3Store {
     /// For the requests `object_store` does not make (open uploads, versions).
     http: object_store::client::HttpClient,
     options: S3Options,
+    /// What the relation's `attributes` ask for.
+    attributes: attributes::RequestAttributes,
     /// The bucket's versioning, once asked (`None`: the server could not say).
     versioning: OnceLock<Option<Versioning>>,
 }
 
 impl S3Store {
-    /// The relation's `storage-class`, sent as `x-amz-storage-class` when set.
+    /// The headers of an archive upload: the relation's storage class (`storage-class`, or
+    /// `x-amz-storage-class` in its `attributes`) and the object headers of its `attributes`.
     fn upload_options(&self) -> object_store::PutMultipartOptions {
-        let mut o = object_store::PutMultipartOptions::default();
-        let class = self.options.storage_class.trim();
+        let mut o = object_store::PutMultipartOptions {
+            attributes: self.attributes.object_attributes(),
+            ..Default::default()
+        };
+        let class = match self.options.storage_class.trim() {
+            "" => self.attributes.storage_class.as_deref().unwrap_or(""),
+            class => class,
+        };
         if !class.is_empty() {
             o.attributes.insert(
                 object_store::Attribute::StorageClass,
@@ -120,6 +130,7 @@ impl S3Store {
             )));
         }
         options.validate()?;
+        let attributes = options.request_attributes()?;
         let mut options = options.clone();
         // `HTTPS://` is valid too; the checks below look for the lowercase scheme.
         if let Some((scheme, rest)) = options.endpoint.split_once("://") {
@@ -173,6 +184,7 @@ impl S3Store {
             // time for the signature (what AWS's own SDKs do over HTTPS); over plain HTTP the
             // signature covers it.
             .with_unsigned_payload(!options.endpoint.starts_with("http://"));
+        b = attributes.configure(b);
         if !options.endpoint.is_empty() {
             b = b
                 .with_endpoint(endpoint_for(options))
@@ -198,6 +210,7 @@ impl S3Store {
             s3: Arc::new(s3),
             http,
             options: options.clone(),
+            attributes,
             versioning: OnceLock::new(),
         })
     }
@@ -311,8 +324,6 @@ impl Store for S3Store {
     }
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let _g = self.rt.enter();
-        // Archives get the relation's storage class; small sidecars stay in the default one,
-        // so listing them stays cheap whatever class the bucket's archives use.
         let upload: Box<dyn MultipartUpload> = self
             .rt
             .block_on(
@@ -330,6 +341,24 @@ impl Store for S3Store {
             upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)),
             key: key.to_string(),
         }))
+    }
+    /// One PUT. Small sidecars stay in the default storage class, so reading them to list
+    /// backups stays cheap (and possible) whatever class the archives use.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let opts = object_store::PutOptions {
+            attributes: self.attributes.object_attributes(),
+            ..Default::default()
+        };
+        let payload = object_store::PutPayload::from(bytes::Bytes::copy_from_slice(data));
+        self.rt
+            .block_on(self.s3.put_opts(&self.full(key)?, payload, opts))
+            .map(drop)
+            .map_err(|e| {
+                map_err(
+                    &format!("cannot write {key} to bucket {}", self.options.bucket),
+                    e,
+                )
+            })
     }
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
         let path = self.full(key)?;

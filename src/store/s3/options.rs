@@ -1,6 +1,7 @@
 //! The settings the s3-integrator publishes, their validation, and how the relation's `path`
 //! becomes the key prefix in the bucket.
 
+use super::attributes::RequestAttributes;
 use crate::error::{Error, Result};
 
 /// Connection settings, as the s3-integrator charm publishes them.
@@ -25,6 +26,10 @@ pub struct S3Options {
     pub ca_chain: Vec<String>,
     /// Storage class for uploads (unused by most S3-compatible servers).
     pub storage_class: String,
+    /// Extra request headers, `Header=value` each (the relation's `attributes`): server-side
+    /// encryption (SSE-C, SSE-KMS, SSE-S3) and object headers. See
+    /// [`S3Options::validate`] for those taken.
+    pub attributes: Vec<String>,
 }
 
 impl S3Options {
@@ -44,7 +49,10 @@ impl S3Options {
     /// Checks the settings that would make requests fail or go somewhere else than meant: an
     /// endpoint that is not a bare `http(s)://host[:port]` URL, host-style addressing of an IP
     /// address, an `s3-uri-style` other than `path` or `host`, a bucket name S3 does not
-    /// allow, and control characters in any setting.
+    /// allow, control characters in any setting, and `attributes` this store would not send
+    /// (any header but the server-side encryption ones, `Cache-Control`,
+    /// `Content-Disposition`, `Content-Language`, `Content-Type`, `x-amz-storage-class` and
+    /// `x-amz-meta-*`), so no encryption asked for is left out unnoticed.
     ///
     /// # Errors
     /// [`crate::ErrorKind::InvalidInput`], saying which setting is wrong and what to set on
@@ -98,7 +106,25 @@ impl S3Options {
                 "region=us-east-1",
             ));
         }
-        self.validate_endpoint()
+        self.validate_endpoint()?;
+        self.request_attributes().map(drop)
+    }
+
+    /// The `attributes`, parsed; a storage class in them must agree with `storage-class`.
+    pub(super) fn request_attributes(&self) -> Result<RequestAttributes> {
+        let a = RequestAttributes::parse(&self.attributes)?;
+        let class = self.storage_class.trim();
+        if let Some(other) = &a.storage_class
+            && !class.is_empty()
+            && other != class
+        {
+            return Err(bad(
+                "storage-class",
+                format!("{class:?} differs from x-amz-storage-class {other:?} in attributes"),
+                "storage-class=<one of them> attributes=<the others>",
+            ));
+        }
+        Ok(a)
     }
 
     fn validate_endpoint(&self) -> Result<()> {
