@@ -73,6 +73,7 @@ pub mod encoding;
 pub mod error;
 pub mod juju;
 pub mod progress;
+pub mod schedule;
 pub mod source;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -89,6 +89,18 @@ pub struct CharmConfig {
     /// Remove finished backups older than this many days before the newest (0: never).
     #[serde(default)]
     pub retention_days: i64,
+    /// A systemd calendar expression for scheduled backups (empty: none).
+    #[serde(default)]
+    pub backup_schedule: String,
+    /// Seconds of fixed random delay added to each scheduled run.
+    #[serde(default)]
+    pub backup_schedule_jitter: i64,
+    /// The newest backup may be at most this old (empty: twice the schedule's interval; `off`).
+    #[serde(default)]
+    pub backup_max_age: String,
+    /// Where Prometheus textfile metrics are written (empty: nowhere).
+    #[serde(default)]
+    pub metrics_textfile_dir: String,
 }
 
 fn default_pg_mode() -> String {
@@ -363,6 +375,43 @@ impl CharmConfig {
         ))
     }
 
+    /// Seconds of jitter for the schedule.
+    ///
+    /// # Errors
+    /// When negative or over a day.
+    pub fn schedule_jitter(&self) -> Result<u64> {
+        u64::try_from(self.backup_schedule_jitter)
+            .ok()
+            .filter(|n| *n <= 86_400)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "backup-schedule-jitter must be between 0 and 86400 seconds, not {}",
+                    self.backup_schedule_jitter
+                ))
+            })
+    }
+
+    /// `backup-max-age`: `Ok(None)` when off, `Ok(Some(None))` for the default (from the
+    /// schedule), `Ok(Some(Some(d)))` when given.
+    ///
+    /// # Errors
+    /// When it is not a duration.
+    pub fn max_age(&self) -> Result<Option<Option<jiff::SignedDuration>>> {
+        match self.backup_max_age.trim() {
+            "" => Ok(Some(None)),
+            "off" | "0" => Ok(None),
+            d => crate::schedule::calendar::parse_duration(d)
+                .map(|d| Some(Some(d)))
+                .map_err(|e| Error::invalid(format!("backup-max-age: {e}"))),
+        }
+    }
+
+    /// The metrics directory, when set.
+    pub fn metrics_dir(&self) -> Option<PathBuf> {
+        let d = self.metrics_textfile_dir.trim();
+        (!d.is_empty()).then(|| PathBuf::from(d))
+    }
+
     /// The status the config calls for: `blocked` with what to fix, `waiting` while a
     /// configured path does not exist yet, or `None` when all is well.
     pub fn problem(&self) -> Option<Status> {
@@ -374,6 +423,21 @@ impl CharmConfig {
         }
         if let Err(e) = self.retention() {
             return Some(Status::Blocked(e.to_string()));
+        }
+        if let Err(e) = self.schedule_jitter() {
+            return Some(Status::Blocked(e.to_string()));
+        }
+        if let Err(e) = self.max_age() {
+            return Some(Status::Blocked(e.to_string()));
+        }
+        if let Some(d) = self.metrics_dir()
+            && !(d.is_absolute() && d.is_dir())
+        {
+            return Some(Status::Blocked(format!(
+                "metrics-textfile-dir {:?} is not an existing absolute directory: create it (it \
+                 is node-exporter's --collector.textfile.directory) or unset the option",
+                d.display().to_string()
+            )));
         }
         if let Err(e) = self.recipients() {
             return Some(Status::Blocked(format!(

@@ -3,12 +3,15 @@
 use crate::archive::create_private_dir;
 use crate::charm::config::CharmConfig;
 use crate::juju::{BoxError, Context, Status};
+use crate::schedule::Systemd;
 
 /// The hooks the charm has: the repository's `hooks/` links (packed by `cargo xtask pack`) and
 /// the local agent's charm directory are both this list (a test keeps `hooks/` in step).
-pub const HOOKS: [&str; 8] = [
+pub const HOOKS: [&str; 10] = [
     "install",
     "start",
+    "stop",
+    "remove",
     "config-changed",
     "update-status",
     "upgrade-charm",
@@ -17,19 +20,30 @@ pub const HOOKS: [&str; 8] = [
     "s3-parameters-relation-broken",
 ];
 
-/// Handles every hook: `install`, `config-changed`, `update-status`, `upgrade-charm`, `start`
-/// and the `s3-parameters` relation hooks all end in the status the config calls for.
+/// The hook handler of a charm on a machine whose systemd is `systemd`: `install`,
+/// `config-changed`, `update-status`, `upgrade-charm`, `start` and the `s3-parameters`
+/// relation hooks all bring the backup timer in line with the config and end in the status
+/// the config and the backup health call for; `stop` and `remove` remove the timer.
+pub fn handler(systemd: Systemd) -> impl Fn(&mut Context, &str) -> Result<(), BoxError> {
+    move |ctx, hook| handle(ctx, hook, &systemd)
+}
+
+/// Handles one hook (see [`handler`]).
 ///
 /// # Errors
-/// When a hook tool fails.
-pub fn handle(ctx: &mut Context, hook: &str) -> Result<(), BoxError> {
+/// When a hook tool fails, or the timer cannot be removed on `stop`/`remove`.
+pub fn handle(ctx: &mut Context, hook: &str, systemd: &Systemd) -> Result<(), BoxError> {
     let config = CharmConfig::read(ctx)?;
+    if matches!(hook, "stop" | "remove") {
+        return crate::charm::schedule::remove(ctx, &config, systemd, hook == "remove");
+    }
     let status = status_for(ctx, &config)?;
     if matches!(hook, "install" | "config-changed" | "upgrade-charm")
         && !matches!(status, Status::Blocked(_))
     {
         create_private_dir(std::path::Path::new(&config.local_store))?;
     }
+    let status = crate::charm::schedule::sync(ctx, &config, systemd, status)?;
     ctx.set_status(&status)?;
     Ok(())
 }

@@ -7,11 +7,18 @@ pub mod hooks;
 pub mod own_dirs;
 pub mod progress;
 pub mod s3;
+pub mod schedule;
 
 use crate::juju::Charm;
+use crate::schedule::Systemd;
 
 /// The whole charm, as the `dispatch` binary runs it.
 pub fn charm() -> Charm {
+    charm_on(Systemd::default())
+}
+
+/// The whole charm on a machine whose systemd unit files and `systemctl` are `systemd`.
+pub fn charm_on(systemd: Systemd) -> Charm {
     Charm::new()
         .action(actions::Snapshot)
         .action(actions::Restore)
@@ -21,6 +28,6 @@ pub fn charm() -> Charm {
         .action(actions::RemoveBackup)
         .action(actions::VerifyBackup)
         .action(actions::PruneBackups)
-        .hooks(hooks::handle)
+        .hooks(hooks::handler(systemd))
         .before(hooks::recover_interrupted)
 }

@@ -37,6 +37,10 @@ pub struct CreateBackupOptions {
     pub take_over_store: bool,
     /// Applied once the backup finished.
     pub retention: RetentionOptions,
+    /// Who asked for it (`action`, `scheduled`), recorded.
+    pub origin: String,
+    /// How long to wait for another operation on the unit to finish (zero: refuse at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// What a backup wrote.
@@ -93,7 +97,12 @@ pub fn create_backup(
     let _lock = if scratch.as_os_str().is_empty() {
         None
     } else {
-        Some(OperationLock::acquire(scratch, "create-backup")?)
+        Some(OperationLock::acquire_waiting(
+            scratch,
+            "create-backup",
+            options.lock_wait,
+            progress,
+        )?)
     };
     let repo = Repository::new(store);
     progress.step(&format!("checking the backup store {}", store.name()));
@@ -143,6 +152,7 @@ pub fn create_backup(
         host: host_name(),
         tool: manifest.tool.clone(),
         notes: options.notes.clone(),
+        origin: options.origin.clone(),
         encrypted_to: options
             .snapshot
             .recipients

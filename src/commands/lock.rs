@@ -22,6 +22,38 @@ impl Drop for OperationLock {
 }
 
 impl OperationLock {
+    /// Takes the lock in `state_dir` for `what`, waiting up to `wait` while another operation
+    /// holds it (saying so once through `progress`).
+    ///
+    /// # Errors
+    /// As [`OperationLock::acquire`], when the lock is still held after `wait`.
+    pub fn acquire_waiting(
+        state_dir: &Path,
+        what: &str,
+        wait: std::time::Duration,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut said = false;
+        loop {
+            match Self::acquire(state_dir, what) {
+                Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
+                    if !said {
+                        let holder = e.to_string();
+                        let holder = holder.split(" is running").next().unwrap_or_default();
+                        progress.step(&format!(
+                            "{holder} is running on this unit: waiting up to {}s for it",
+                            wait.as_secs()
+                        ));
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Takes the lock in `state_dir` for `what` (e.g. `restore`), without waiting.
     ///
     /// # Errors

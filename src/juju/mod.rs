@@ -5,6 +5,7 @@
 
 mod action;
 mod context;
+pub mod replay;
 mod tools;
 
 pub use action::{

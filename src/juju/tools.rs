@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::juju::replay::{REPLAYABLE, RecordedCall};
 
 /// Linux `MAX_ARG_STRLEN` (32 pages) less the terminating NUL: the longest single argument the
 /// kernel passes to a program.
@@ -140,6 +141,8 @@ impl LogLevel {
 /// The typed hook-tool client.
 pub struct HookTools {
     runner: Box<dyn ToolRunner>,
+    /// The answers of the read-only tools, while a recording runs.
+    recorded: std::cell::RefCell<Option<Vec<RecordedCall>>>,
 }
 
 impl std::fmt::Debug for HookTools {
@@ -157,7 +160,21 @@ impl Default for HookTools {
 impl HookTools {
     /// A client that runs tools through `runner`.
     pub fn new(runner: Box<dyn ToolRunner>) -> Self {
-        HookTools { runner }
+        HookTools {
+            runner,
+            recorded: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Starts keeping the answers of the read-only tools ([`REPLAYABLE`]), for
+    /// [`HookTools::take_recording`].
+    pub fn start_recording(&self) {
+        *self.recorded.borrow_mut() = Some(Vec::new());
+    }
+
+    /// Stops recording and returns what was answered since [`HookTools::start_recording`].
+    pub fn take_recording(&self) -> Vec<RecordedCall> {
+        self.recorded.borrow_mut().take().unwrap_or_default()
     }
 
     /// Runs a tool, turning a non-zero exit into an error that carries the tool name, exit
@@ -173,6 +190,17 @@ impl HookTools {
             }
         }
         let out = self.runner.invoke(tool, &args)?;
+        if let Some(rec) = self.recorded.borrow_mut().as_mut()
+            && REPLAYABLE.contains(&tool)
+        {
+            rec.push(RecordedCall {
+                tool: tool.to_string(),
+                args: args.clone(),
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
         if out.status != 0 {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stderr = stderr.trim();

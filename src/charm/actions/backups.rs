@@ -7,13 +7,14 @@ use crate::charm::actions::restore::whose;
 use crate::charm::actions::{log_warnings, open_store, snapshot_options, state_dir};
 use crate::charm::config::CharmConfig;
 use crate::charm::progress::ActionProgress;
-use crate::commands::create_backup::{CreateBackupOptions, create_backup};
+use crate::commands::create_backup::{CreateBackupOptions, CreateBackupStats, create_backup};
 use crate::commands::list_backups::{list_backups, render_fitting};
 use crate::commands::manage::{prune_backups, remove_backup};
 use crate::commands::verify::{VerifyBackupOptions, verify_backup};
 use crate::error::Error;
 use crate::juju::{Action, BoxError, Context};
 use crate::progress::human_size;
+use crate::schedule::history::ORIGIN_ACTION;
 use crate::store::repo::{BackupMetadata, Repository};
 
 /// `create-backup`: a backup in the store.
@@ -73,23 +74,18 @@ impl Action for CreateBackup {
         ctx: &mut Context,
         p: CreateBackupParams,
     ) -> Result<CreateBackupResults, BoxError> {
-        let config = CharmConfig::read(ctx)?;
-        let store = open_store(ctx, &config)?;
-        let mut retention = config.retention()?;
-        retention.unit = ctx.juju().unit_name.clone();
-        let options = CreateBackupOptions {
-            snapshot: snapshot_options(ctx, &config)?,
-            kind: p.kind,
-            notes: p.notes,
-            name_prefix: ctx.juju().app_name().to_string(),
-            model: ctx.juju().model_name.clone(),
-            model_uuid: ctx.juju().model_uuid.clone(),
-            made_by: ctx.juju().unit_name.clone(),
-            take_over_store: p.take_over_store,
-            retention,
-        };
-        let progress = ActionProgress::new(ctx);
-        let stats = create_backup(store.as_ref(), &options, &progress)?;
+        let stats = take_backup(
+            ctx,
+            &BackupRequest {
+                origin: ORIGIN_ACTION,
+                kind: p.kind,
+                notes: p.notes,
+                take_over_store: p.take_over_store,
+                lock_wait: std::time::Duration::ZERO,
+            },
+        )?;
+        // A backup by hand clears a failed schedule's or a stale backup's status at once.
+        crate::charm::schedule::refresh_status(ctx);
         log_warnings(ctx, &stats.archive.warnings);
         let pruned: Vec<String> = stats
             .pruned
@@ -110,6 +106,63 @@ impl Action for CreateBackup {
             pruned: pruned.join(" "),
         })
     }
+}
+
+/// Who asks for a backup, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct BackupRequest {
+    /// `action` or `scheduled`.
+    pub origin: &'static str,
+    /// `full`.
+    pub kind: String,
+    /// Notes kept in the metadata.
+    pub notes: String,
+    /// Write to a store path another model or application owns.
+    pub take_over_store: bool,
+    /// How long to wait for another operation on the unit.
+    pub lock_wait: std::time::Duration,
+}
+
+/// The options a create-backup of `config` runs with.
+pub(crate) fn backup_options(
+    ctx: &Context,
+    config: &CharmConfig,
+    req: &BackupRequest,
+) -> Result<CreateBackupOptions, BoxError> {
+    let mut retention = config.retention()?;
+    retention.unit = ctx.juju().unit_name.clone();
+    Ok(CreateBackupOptions {
+        snapshot: snapshot_options(ctx, config)?,
+        kind: req.kind.clone(),
+        notes: req.notes.clone(),
+        name_prefix: ctx.juju().app_name().to_string(),
+        model: ctx.juju().model_name.clone(),
+        model_uuid: ctx.juju().model_uuid.clone(),
+        made_by: ctx.juju().unit_name.clone(),
+        take_over_store: req.take_over_store,
+        retention,
+        origin: req.origin.to_string(),
+        lock_wait: req.lock_wait,
+    })
+}
+
+/// Runs create-backup as `req` asks and records its outcome in the unit's history (and
+/// metrics, when configured), whatever it is.
+pub(crate) fn take_backup(
+    ctx: &Context,
+    req: &BackupRequest,
+) -> Result<CreateBackupStats, BoxError> {
+    let started = jiff::Timestamp::now();
+    let result = CharmConfig::read(ctx)
+        .map_err(BoxError::from)
+        .and_then(|config| {
+            let store = open_store(ctx, &config)?;
+            let options = backup_options(ctx, &config, req)?;
+            let progress = ActionProgress::new(ctx);
+            Ok(create_backup(store.as_ref(), &options, &progress)?)
+        });
+    crate::charm::schedule::record_outcome(ctx, req.origin, started, &result);
+    result
 }
 
 /// `list-backups`: the backups in the store.

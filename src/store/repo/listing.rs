@@ -25,6 +25,8 @@ pub struct BackupRow {
     pub status: String,
     /// The unit whose data it is.
     pub unit: String,
+    /// `action` or `scheduled`.
+    pub origin: String,
     /// Archive size in bytes.
     pub size_bytes: u64,
     /// Start time, as recorded.
@@ -161,6 +163,11 @@ impl Repository<'_> {
         } else {
             m.unit.clone()
         };
+        row.origin = if m.origin.is_empty() {
+            "action".into()
+        } else {
+            m.origin.clone()
+        };
         row.started = if m.started.is_empty() {
             id.to_string()
         } else {
@@ -192,13 +199,14 @@ impl Listing {
             "type",
             "status",
             "unit",
+            "origin",
             "size",
             "started",
             "finished",
             "encrypted",
             "backup-path",
         ];
-        let rows: Vec<[String; 9]> = self
+        let rows: Vec<[String; 10]> = self
             .backups
             .iter()
             .map(|b| {
@@ -207,6 +215,7 @@ impl Listing {
                     b.kind.clone(),
                     b.status.clone(),
                     b.unit.clone(),
+                    b.origin.clone(),
                     human_size(b.size_bytes),
                     b.started.clone(),
                     b.finished.clone(),

@@ -64,6 +64,10 @@ pub struct BackupMetadata {
     pub tool: String,
     /// The operator's notes.
     pub notes: String,
+    /// Who asked for it: `action` or `scheduled` (empty in backups made before schedules,
+    /// all by actions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
     /// The age recipients the archive is encrypted to (public keys; empty: not encrypted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub encrypted_to: Vec<String>,
