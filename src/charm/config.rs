@@ -255,6 +255,8 @@ impl CharmConfig {
             data_dir: PathBuf::from(&self.etcd_data_dir),
             name: self.etcd_name.clone(),
             peer_url: self.etcd_peer_url.clone(),
+            client: self.etcd(),
+            allow_unreachable: false,
         })
     }
 

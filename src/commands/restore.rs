@@ -82,6 +82,8 @@ pub struct RestoreStats {
     pub kept_databases: Vec<String>,
     /// Non-fatal problems (e.g. a role that could not be restored).
     pub warnings: Vec<String>,
+    /// The etcd member restored from the archive's snapshot.
+    pub etcd: Option<etcd::EtcdRestored>,
 }
 
 /// What is stopped around the swap: systemd units, and a PostgreSQL server run by `pg_ctl`.
@@ -233,6 +235,9 @@ fn restore_open(
         }
         (_, false) => None,
     };
+    if let Some(e) = &etcd {
+        progress.step(&etcd::check_single_member(e)?);
+    }
     // Everything that gets swapped: the archive's paths, and the etcd data directory; a
     // symlinked one where it points.
     let mut targets: Vec<PathBuf> = roots.iter().map(|r| resolve_target(r)).collect();
@@ -335,11 +340,12 @@ fn restore_open(
         match &etcd {
             Some(e) => {
                 progress.step("restoring the etcd snapshot into a fresh data directory");
-                etcd::restore(
+                stats.etcd = Some(etcd::restore(
                     &side.join("etcd/snapshot.db"),
                     e,
                     &plan.staging_of(&resolve_target(&e.data_dir)),
-                )
+                )?);
+                Ok(())
             }
             None => Ok(()),
         }

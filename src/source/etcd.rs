@@ -38,6 +38,123 @@ pub struct EtcdRestoreOptions {
     pub name: String,
     /// The member's peer URL, e.g. `http://10.0.0.5:2380`.
     pub peer_url: String,
+    /// The running member, asked for the cluster's members before anything is touched.
+    pub client: Option<EtcdOptions>,
+    /// Restore though the member cannot be asked (a single member that cannot start).
+    pub allow_unreachable: bool,
+}
+
+/// What a restore made: a new single-member cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdRestored {
+    /// The new cluster's id (hex, as etcd prints it).
+    pub cluster_id: String,
+    /// The member's name.
+    pub name: String,
+    /// The member's peer URL.
+    pub peer_url: String,
+}
+
+/// A member of an etcd cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// Its name.
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+/// The members of the cluster the member at `options.endpoint` belongs to.
+///
+/// # Errors
+/// [`ErrorKind::Connect`] when it cannot be reached; [`ErrorKind::SourceFailed`] when its
+/// answer cannot be read.
+pub fn members(options: &EtcdOptions) -> Result<Vec<EtcdMember>> {
+    let out = run(
+        etcdctl(options).args(["member", "list", "-w", "json"]),
+        "list the etcd cluster's members",
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Connect,
+            format!("cannot reach etcd at {}: {e}", options.endpoint),
+        )
+    })?;
+    let v: Value = serde_json::from_slice(&out).map_err(|e| {
+        Error::new(
+            ErrorKind::SourceFailed,
+            "etcdctl member list printed no JSON",
+        )
+        .with_source(e)
+    })?;
+    Ok(v.get("members")
+        .and_then(Value::as_array)
+        .map(|ms| {
+            ms.iter()
+                .map(|m| EtcdMember {
+                    name: m.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                    peer_urls: m
+                        .get("peerURLs")
+                        .and_then(Value::as_array)
+                        .map(|u| {
+                            u.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Refuses a restore into a member of a cluster of more than one member: the restored member
+/// starts a new cluster of its own, and the others are left broken. Run before anything is
+/// touched; returns what was checked, for the log.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] for a cluster of several members, or one that cannot be asked
+/// (unless `allow_unreachable`).
+pub fn check_single_member(options: &EtcdRestoreOptions) -> Result<String> {
+    let unreachable = |why: String| {
+        if options.allow_unreachable {
+            Ok(format!(
+                "{why}; restoring anyway (allow-unreachable-etcd), as a single member"
+            ))
+        } else {
+            Err(Error::invalid(format!(
+                "{why}, so restore cannot check that the cluster has a single member (restoring \
+                 one member of a larger cluster breaks it): start etcd and run restore again \
+                 (the services option stops it for the swap); if this is a single-member \
+                 deployment whose etcd cannot start, pass allow-unreachable-etcd=true"
+            )))
+        }
+    };
+    let Some(client) = &options.client else {
+        return unreachable("etcd-endpoint is not set".into());
+    };
+    let members = match members(client) {
+        Ok(m) => m,
+        Err(e) => return unreachable(e.to_string()),
+    };
+    if members.len() > 1 {
+        let mut names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        return Err(Error::invalid(format!(
+            "etcd at {} is one of {} cluster members ({}): restoring a snapshot into one member \
+             of a scaled cluster breaks the cluster, so nothing was changed. Restore into a \
+             single-unit deployment (juju deploy etcd new-etcd, with the snapshot), then scale \
+             out with juju add-unit",
+            client.endpoint,
+            members.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(format!(
+        "etcd at {} is a single-member cluster: restoring it",
+        client.endpoint
+    ))
 }
 
 /// A snapshot taken.
@@ -134,30 +251,56 @@ pub fn save(options: &EtcdOptions, dir: &Path) -> Result<EtcdSnapshot> {
 ///
 /// # Errors
 /// When `etcdctl` fails.
-pub fn restore(snapshot: &Path, options: &EtcdRestoreOptions, into: &Path) -> Result<()> {
+pub fn restore(snapshot: &Path, options: &EtcdRestoreOptions, into: &Path) -> Result<EtcdRestored> {
     if options.name.is_empty() || options.peer_url.is_empty() {
         return Err(Error::invalid(
             "restoring etcd needs the member's name and peer URL: set etcd-name and etcd-peer-url",
         ));
     }
-    run(
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["snapshot", "restore"])
-            .arg(snapshot)
-            .arg(format!("--name={}", options.name))
-            .arg(format!("--data-dir={}", into.display()))
-            .arg(format!(
-                "--initial-cluster={}={}",
-                options.name, options.peer_url
-            ))
-            .arg(format!(
-                "--initial-advertise-peer-urls={}",
-                options.peer_url
-            )),
-        "restore the etcd snapshot",
-    )
-    .map(drop)
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "restore"])
+        .arg(snapshot)
+        .arg(format!("--name={}", options.name))
+        .arg(format!("--data-dir={}", into.display()))
+        .arg(format!(
+            "--initial-cluster={}={}",
+            options.name, options.peer_url
+        ))
+        .arg(format!(
+            "--initial-advertise-peer-urls={}",
+            options.peer_url
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::new(ErrorKind::NotFound, "cannot run etcdctl").with_source(e))?;
+    // etcdctl logs JSON lines; "added member" names the new cluster.
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::SourceFailed,
+            format!(
+                "etcdctl failed to restore the etcd snapshot ({}): {}",
+                out.status,
+                text.trim()
+            ),
+        ));
+    }
+    let cluster_id = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| {
+            v.get("cluster-id")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    Ok(EtcdRestored {
+        cluster_id,
+        name: options.name.clone(),
+        peer_url: options.peer_url.clone(),
+    })
 }
 
 /// Checks an etcd snapshot as `etcdctl snapshot save` writes it, in one pass: a bbolt database

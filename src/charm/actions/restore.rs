@@ -108,6 +108,9 @@ pub struct RestoreParams {
     /// End other sessions on the databases a logical restore replaces.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// Restore etcd though its member cannot be asked whether it is alone in its cluster.
+    #[serde(default)]
+    pub allow_unreachable_etcd: bool,
     /// Give existing roles their backed-up passwords and attributes.
     #[serde(default)]
     pub restore_roles: bool,
@@ -140,6 +143,21 @@ pub struct RestoreResult {
     /// The databases they replaced, kept under these names (drop them once satisfied).
     #[serde(rename = "kept-databases", skip_serializing_if = "String::is_empty")]
     pub kept_databases: String,
+    /// The etcd member restored: `restore.etcd.cluster-id`, `.name`, `.peer-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdResult>,
+}
+
+/// The new single-member etcd cluster a restore made.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EtcdResult {
+    /// The new cluster's id.
+    pub cluster_id: String,
+    /// The member's name.
+    pub name: String,
+    /// The member's peer URL.
+    pub peer_url: String,
 }
 
 /// The archive of the data that was replaced.
@@ -231,7 +249,10 @@ impl Action for Restore {
                 allow_unmounted: p.allow_unmounted,
                 ..Limits::default()
             },
-            etcd: config.etcd_restore(),
+            etcd: config.etcd_restore().map(|mut e| {
+                e.allow_unreachable = p.allow_unreachable_etcd;
+                e
+            }),
             postgresql: config.postgresql(ctx)?,
             recipients: config.recipients()?,
             keep: own_dirs::agent_dirs(ctx),
@@ -274,6 +295,11 @@ impl Action for Restore {
                 bytes: stats.extracted.bytes_written,
                 databases: stats.databases.join(" "),
                 kept_databases: stats.kept_databases.join(" "),
+                etcd: stats.etcd.map(|e| EtcdResult {
+                    cluster_id: e.cluster_id,
+                    name: e.name,
+                    peer_url: e.peer_url,
+                }),
             },
             backup: stats.saved.map(|s| SavedResult {
                 path: s.path.display().to_string(),
