@@ -82,7 +82,9 @@ fn backups_go_to_s3_in_parts_and_come_back() {
         "{table}"
     );
     assert!(
-        table.contains(&format!("{id} | full | finished | charm-backup/0 | 41M")),
+        table.contains(&format!(
+            "{id} | full | finished | charm-backup/0 | action | 41M"
+        )),
         "{table}"
     );
 

@@ -59,6 +59,13 @@ pub fn recover_interrupted(ctx: &mut Context) -> Result<(), BoxError> {
     if let Some(msg) = crate::commands::restore::recover(&state)? {
         said.push(msg);
     }
+    // Units an operation stopped and did not start (it was killed): not while one runs.
+    if state.join(crate::commands::services::RECORD).exists()
+        && let Ok(_lock) = crate::commands::lock::OperationLock::acquire(&state, "recovery")
+        && let Some(msg) = crate::commands::services::recover(&state)?
+    {
+        said.push(msg);
+    }
     if state.join("open-uploads").exists()
         && let Ok(config) = CharmConfig::read(ctx)
         && let Ok(store) = crate::charm::actions::open_store(ctx, &config)

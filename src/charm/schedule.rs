@@ -41,6 +41,7 @@ fn scheduled_request(lock_wait: Duration) -> BackupRequest {
         kind: "full".into(),
         notes: String::new(),
         take_over_store: false,
+        stop_services: false,
         lock_wait,
     }
 }

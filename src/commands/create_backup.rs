@@ -6,7 +6,9 @@ use std::io::Write;
 
 use crate::archive::{ArchiveStats, host_name};
 use crate::commands::lock::OperationLock;
-use crate::commands::snapshot::{SnapshotOptions, manifest_for, write_archive};
+use crate::commands::snapshot::{
+    SnapshotOptions, manifest_for, with_services_stopped, write_archive,
+};
 use crate::error::{Error, ErrorKind, Result, chain};
 use crate::progress::Progress;
 use crate::store::Store;
@@ -54,6 +56,8 @@ pub struct CreateBackupStats {
     pub archive: ArchiveStats,
     /// What retention removed afterwards.
     pub pruned: PruneStats,
+    /// How long the `stop_services` units were down.
+    pub services_down: Option<std::time::Duration>,
 }
 
 fn now() -> jiff::Timestamp {
@@ -167,8 +171,13 @@ pub fn create_backup(
     if let Some(o) = &open {
         o.add(store, &archive_key)?;
     }
+    let mut services_down = None;
     let result = store.create(&archive_key).and_then(|w| {
-        let (mut w, stats) = write_archive(w, &options.snapshot, progress)?;
+        let ((mut w, stats), down) =
+            with_services_stopped(&options.snapshot, "create-backup", progress, || {
+                write_archive(w, &options.snapshot, progress)
+            })?;
+        services_down = down;
         w.flush()
             .map_err(|e| Error::new(ErrorKind::Other, "cannot write the backup").with_source(e))?;
         w.commit()?;
@@ -203,6 +212,7 @@ pub fn create_backup(
         metadata: meta,
         archive: stats,
         pruned: PruneStats::default(),
+        services_down,
     };
     if options.retention.is_active() {
         match repo.prune(&options.retention, progress) {

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod manage;
 pub mod mounts;
 pub mod restore;
+pub mod services;
 pub mod snapshot;
 pub mod trash;
 pub mod verify;

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{
@@ -18,6 +17,7 @@ use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
 use crate::commands::layout::{Plan, check_no_running_server, resolve_target};
 use crate::commands::lock::OperationLock;
 use crate::commands::mounts;
+use crate::commands::services::systemctl;
 use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
 use crate::commands::trash::{remove_any, sweep_trash};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
@@ -26,7 +26,6 @@ use crate::source::etcd::{self, EtcdRestoreOptions};
 use crate::source::postgres::{
     self, Current, LogicalRestore, LogicalRestoreOptions, PgCtl, Postgres,
 };
-use crate::source::process::run;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -101,18 +100,6 @@ fn start_services(units: &[String], pg_ctl: Option<&PgCtl>) -> Result<()> {
         Some(p) => started.and(p.start()),
         None => started,
     }
-}
-
-/// Runs `systemctl <verb> <units>`.
-fn systemctl(verb: &str, units: &[String]) -> Result<()> {
-    if units.is_empty() {
-        return Ok(());
-    }
-    run(
-        Command::new("systemctl").arg(verb).args(units),
-        &format!("{verb} {}", units.join(" ")),
-    )
-    .map(drop)
 }
 
 /// Restores the archive `archive` (a local file, or an object streamed from a store: either

@@ -35,6 +35,9 @@ pub struct SnapshotOptions {
     pub postgresql: Option<Postgres>,
     /// Encrypt the archive to these age recipients.
     pub recipients: Option<crate::archive::Recipients>,
+    /// systemd units stopped while the data is read and started again afterwards, whatever
+    /// happens (recorded in `scratch_dir` until they run again).
+    pub stop_services: Vec<String>,
 }
 
 impl SnapshotOptions {
@@ -76,6 +79,51 @@ pub struct SnapshotStats {
     pub archive: ArchiveStats,
     /// How long it took.
     pub elapsed: Duration,
+    /// How long `stop_services` were down.
+    pub services_down: Option<Duration>,
+}
+
+/// Runs `capture` with `options.stop_services` stopped, and returns how long they were down.
+/// They are started again whatever `capture` returns; a unit that does not start is a warning
+/// (the capture stands, and the next action or hook tries again).
+///
+/// # Errors
+/// When a unit does not stop, or as `capture`.
+pub(crate) fn with_services_stopped<T>(
+    options: &SnapshotOptions,
+    by: &str,
+    progress: &dyn Progress,
+    capture: impl FnOnce() -> Result<T>,
+) -> Result<(T, Option<Duration>)> {
+    if options.stop_services.is_empty() {
+        return capture().map(|t| (t, None));
+    }
+    let stopped = crate::commands::services::StoppedServices::stop(
+        &options.scratch_dir,
+        &options.stop_services,
+        by,
+        progress,
+    )?;
+    let result = capture();
+    let down = match stopped.start() {
+        Ok(d) => {
+            progress.step(&format!(
+                "started {} again after {:.1}s down",
+                options.stop_services.join(" "),
+                d.as_secs_f64()
+            ));
+            Some(d)
+        }
+        Err(e) => {
+            progress.warn(&format!(
+                "{} did not start again: {}; the next action or hook tries again",
+                options.stop_services.join(" "),
+                crate::error::chain(&e)
+            ));
+            None
+        }
+    };
+    result.map(|t| (t, down))
 }
 
 /// Builds the manifest for a paths snapshot.
@@ -294,7 +342,10 @@ pub fn snapshot(
 ) -> Result<SnapshotStats> {
     let start = Instant::now();
     let out = AtomicFile::create(&target_dir.join(file_name))?;
-    let (buf, archive) = write_archive(BufWriter::with_capacity(1 << 20, out), options, progress)?;
+    let ((buf, archive), services_down) =
+        with_services_stopped(options, "snapshot", progress, || {
+            write_archive(BufWriter::with_capacity(1 << 20, out), options, progress)
+        })?;
     let out = buf
         .into_inner()
         .map_err(|e| Error::io("cannot write the archive", target_dir, e.into_error()))?;
@@ -303,5 +354,6 @@ pub fn snapshot(
         path,
         archive,
         elapsed: start.elapsed(),
+        services_down,
     })
 }

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::charm::actions::restore::whose;
-use crate::charm::actions::{log_warnings, open_store, snapshot_options, state_dir};
+use crate::charm::actions::{
+    log_warnings, open_store, seconds, services_to_stop, snapshot_options, state_dir,
+};
 use crate::charm::config::CharmConfig;
 use crate::charm::progress::ActionProgress;
 use crate::commands::create_backup::{CreateBackupOptions, CreateBackupStats, create_backup};
@@ -34,6 +36,9 @@ pub struct CreateBackupParams {
     /// Write to a store path another model or application owns, taking it over.
     #[serde(default)]
     pub take_over_store: bool,
+    /// Stop the `services` units while the data is read.
+    #[serde(default)]
+    pub stop_services: bool,
 }
 
 /// `create-backup` results.
@@ -51,6 +56,9 @@ pub struct CreateBackupResults {
     /// Backups retention removed afterwards, space-separated (absent when none).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pruned: String,
+    /// How long the services were down (`stop-services`), e.g. `4.2s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services_down: Option<String>,
 }
 
 /// The stored archive.
@@ -81,6 +89,7 @@ impl Action for CreateBackup {
                 kind: p.kind,
                 notes: p.notes,
                 take_over_store: p.take_over_store,
+                stop_services: p.stop_services,
                 lock_wait: std::time::Duration::ZERO,
             },
         )?;
@@ -104,6 +113,7 @@ impl Action for CreateBackup {
             started: m.started,
             finished: m.finished,
             pruned: pruned.join(" "),
+            services_down: stats.services_down.map(seconds),
         })
     }
 }
@@ -119,6 +129,8 @@ pub(crate) struct BackupRequest {
     pub notes: String,
     /// Write to a store path another model or application owns.
     pub take_over_store: bool,
+    /// Stop the `services` units while the data is read.
+    pub stop_services: bool,
     /// How long to wait for another operation on the unit.
     pub lock_wait: std::time::Duration,
 }
@@ -131,8 +143,10 @@ pub(crate) fn backup_options(
 ) -> Result<CreateBackupOptions, BoxError> {
     let mut retention = config.retention()?;
     retention.unit = ctx.juju().unit_name.clone();
+    let mut snapshot = snapshot_options(ctx, config)?;
+    snapshot.stop_services = services_to_stop(config, req.stop_services)?;
     Ok(CreateBackupOptions {
-        snapshot: snapshot_options(ctx, config)?,
+        snapshot,
         kind: req.kind.clone(),
         notes: req.notes.clone(),
         name_prefix: ctx.juju().app_name().to_string(),

@@ -78,3 +78,24 @@ pub(crate) fn log_warnings(ctx: &Context, warnings: &[String]) {
         ));
     }
 }
+
+/// The units `stop-services` stops: the `services` option, which must then be set.
+pub(crate) fn services_to_stop(config: &CharmConfig, stop: bool) -> Result<Vec<String>, BoxError> {
+    if !stop {
+        return Ok(Vec::new());
+    }
+    let units = config.services();
+    if units.is_empty() {
+        return Err(crate::Error::invalid(
+            "stop-services stops the units of the services option, which is empty: juju config \
+             <app> services=\"maas-regiond maas-rackd\"",
+        )
+        .into());
+    }
+    Ok(units)
+}
+
+/// A duration for results: `4.2s`.
+pub(crate) fn seconds(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::charm::actions::{log_warnings, snapshot_options, state_dir};
+use crate::charm::actions::{log_warnings, seconds, services_to_stop, snapshot_options, state_dir};
 use crate::charm::config::CharmConfig;
 use crate::charm::own_dirs;
 use crate::charm::progress::ActionProgress;
@@ -23,6 +23,9 @@ pub struct Snapshot;
 pub struct SnapshotParams {
     /// Directory for the archive.
     pub target: String,
+    /// Stop the `services` units while the data is read.
+    #[serde(default)]
+    pub stop_services: bool,
 }
 
 /// `snapshot` results, as the etcd charm reports them, plus the exact byte count.
@@ -45,6 +48,9 @@ pub struct SnapshotResult {
     pub size: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// How long the services were down (`stop-services`), e.g. `4.2s`.
+    #[serde(rename = "services-down", skip_serializing_if = "Option::is_none")]
+    pub services_down: Option<String>,
 }
 
 /// How to fetch it.
@@ -62,7 +68,8 @@ impl Action for Snapshot {
     fn run(&self, ctx: &mut Context, p: SnapshotParams) -> Result<SnapshotResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
         let _lock = crate::commands::lock::OperationLock::acquire(&state_dir(ctx), "snapshot")?;
-        let options = snapshot_options(ctx, &config)?;
+        let mut options = snapshot_options(ctx, &config)?;
+        options.stop_services = services_to_stop(&config, p.stop_services)?;
         let target = PathBuf::from(&p.target);
         if !target.is_absolute() {
             return Err(Error::invalid(format!(
@@ -93,6 +100,7 @@ impl Action for Snapshot {
                 sha256: stats.archive.sha256,
                 size: human_size(stats.archive.bytes_written),
                 bytes: stats.archive.bytes_written,
+                services_down: stats.services_down.map(seconds),
             },
         })
     }
