@@ -28,6 +28,7 @@ pub fn charm_on(systemd: Systemd) -> Charm {
         .action(actions::RemoveBackup)
         .action(actions::VerifyBackup)
         .action(actions::PruneBackups)
+        .action(actions::ImportBackup)
         .hooks(hooks::handler(systemd))
         .before(hooks::recover_interrupted)
 }

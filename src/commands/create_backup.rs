@@ -2,20 +2,16 @@
 //! goes first and the metadata sidecar last, so a backup without one is visibly incomplete;
 //! retention runs after a backup that finished.
 
-use std::io::Write;
-
-use crate::archive::{ArchiveStats, host_name};
+use crate::archive::ArchiveStats;
 use crate::commands::lock::OperationLock;
+use crate::commands::new_backup::{NewBackup, Writer};
 use crate::commands::snapshot::{
     SnapshotOptions, manifest_for, with_services_stopped, write_archive,
 };
-use crate::error::{Error, ErrorKind, Result, chain};
+use crate::error::{Result, chain};
 use crate::progress::Progress;
 use crate::store::Store;
-use crate::store::repo::{
-    BackupMetadata, FAILED_NAME, METADATA_NAME, OpenUploads, Owner, PruneStats, Repository,
-    RetentionOptions, STARTED_NAME, backup_id, format_time,
-};
+use crate::store::repo::{BackupMetadata, OpenUploads, PruneStats, Repository, RetentionOptions};
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -58,10 +54,8 @@ pub struct CreateBackupStats {
     pub pruned: PruneStats,
     /// How long the `stop_services` units were down.
     pub services_down: Option<std::time::Duration>,
-}
-
-fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
+    /// The archive's file, when the store is a local directory.
+    pub local_path: Option<std::path::PathBuf>,
 }
 
 /// Cleans up after create-backups that were interrupted (killed, or the store was down):
@@ -97,118 +91,57 @@ pub fn create_backup(
         // Bad credentials fail here, before a backup id is taken.
         pg.connect()?;
     }
-    let scratch = &options.snapshot.scratch_dir;
-    let _lock = if scratch.as_os_str().is_empty() {
-        None
-    } else {
-        Some(OperationLock::acquire_waiting(
-            scratch,
-            "create-backup",
-            options.lock_wait,
-            progress,
-        )?)
+    let writer = Writer {
+        what: "create-backup",
+        state_dir: &options.snapshot.scratch_dir,
+        lock_wait: options.lock_wait,
+        application: &options.name_prefix,
+        model: &options.model,
+        model_uuid: &options.model_uuid,
+        made_by: &options.made_by,
+        take_over_store: options.take_over_store,
     };
-    let repo = Repository::new(store);
-    progress.step(&format!("checking the backup store {}", store.name()));
-    repo.probe()?;
-    Owner::claim(
-        store,
-        &Owner {
-            model_uuid: options.model_uuid.clone(),
-            model: options.model.clone(),
-            application: options.name_prefix.clone(),
-            ..Default::default()
-        },
-        options.take_over_store,
-        progress,
-    )?;
-    let open = (!scratch.as_os_str().is_empty()).then(|| OpenUploads::in_dir(scratch));
-    if let Some(o) = &open {
-        let _ = o.sweep(store, progress);
-    }
-    let mut started = now();
-    let mut id = backup_id(started, &options.made_by);
-    if !store.list(&Repository::dir(&id))?.is_empty() {
-        // Ids have one-second resolution: wait for the next one.
-        std::thread::sleep(std::time::Duration::from_millis(
-            1000 - (started.subsec_millisecond().max(0) as u64),
-        ));
-        started = now();
-        id = backup_id(started, &options.made_by);
-    }
-    let c = options.snapshot.compression;
-    let archive_key =
-        Repository::archive_key(&id, &options.name_prefix, &options.snapshot.extension());
+    let mut new = NewBackup::begin(store, &writer, progress)?;
+    // Held through retention too.
+    let _lock = new.take_lock();
     let manifest = manifest_for(&options.snapshot);
-    let mut meta = BackupMetadata {
-        id: id.clone(),
-        kind: options.kind.clone(),
-        status: "in progress".into(),
-        started: format_time(started),
-        compression: c.name().into(),
-        archive: archive_key.clone(),
-        sources: manifest.sources.clone(),
-        unit: options.snapshot.unit.clone(),
-        made_by: options.made_by.clone(),
-        application: options.name_prefix.clone(),
-        model: options.model.clone(),
-        model_uuid: options.model_uuid.clone(),
-        host: host_name(),
-        tool: manifest.tool.clone(),
-        notes: options.notes.clone(),
-        origin: options.origin.clone(),
-        encrypted_to: options
-            .snapshot
-            .recipients
-            .as_ref()
-            .map(crate::archive::Recipients::keys)
-            .unwrap_or_default(),
-        ..Default::default()
-    };
-    progress.step(&format!("writing backup {id}"));
-    // The marker first: from here on the backup is ours to list, sweep and remove.
-    repo.write_sidecar(&meta, STARTED_NAME)?;
-    if let Some(o) = &open {
-        o.add(store, &archive_key)?;
-    }
-    let mut services_down = None;
-    let result = store.create(&archive_key).and_then(|w| {
-        let ((mut w, stats), down) =
-            with_services_stopped(&options.snapshot, "create-backup", progress, || {
-                write_archive(w, &options.snapshot, progress)
-            })?;
-        services_down = down;
-        w.flush()
-            .map_err(|e| Error::new(ErrorKind::Other, "cannot write the backup").with_source(e))?;
-        w.commit()?;
-        Ok(stats)
-    });
-    meta.finished = format_time(now());
-    if let Some(o) = &open {
-        // Finished, or aborted when the writer was dropped: unless the store is unreachable,
-        // nothing stays open. Checked, since the abort on drop cannot report.
-        let settled = result.is_ok() || store.abort_incomplete(&archive_key).is_ok();
-        if settled {
-            o.remove(store, &archive_key)?;
-        }
-    }
-    let stats = match result {
-        Ok(stats) => stats,
-        Err(e) => {
-            meta.status = format!("failed: {}", chain(&e));
-            let _ = repo.write_sidecar(&meta, FAILED_NAME);
-            return Err(e);
-        }
-    };
-    meta.status = "finished".into();
-    // The archive's own record, which includes sources found while writing (etcd).
-    meta.sources = stats.manifest.sources.clone();
-    meta.size = stats.bytes_written;
-    meta.sha256 = stats.sha256.clone();
-    meta.warnings = stats.warnings.clone();
-    repo.write_sidecar(&meta, METADATA_NAME)?;
+    let m = &mut new.meta;
+    m.kind = options.kind.clone();
+    m.compression = options.snapshot.compression.name().into();
+    m.archive = Repository::archive_key(&m.id, &options.name_prefix, &options.snapshot.extension());
+    m.sources = manifest.sources.clone();
+    m.unit = options.snapshot.unit.clone();
+    m.tool = manifest.tool.clone();
+    m.notes = options.notes.clone();
+    m.origin = options.origin.clone();
+    m.encrypted_to = options
+        .snapshot
+        .recipients
+        .as_ref()
+        .map(crate::archive::Recipients::keys)
+        .unwrap_or_default();
+    let archive_key = m.archive.clone();
+    let (meta, (stats, services_down)) = new.write(
+        progress,
+        |w| {
+            let ((w, stats), down) =
+                with_services_stopped(&options.snapshot, "create-backup", progress, || {
+                    write_archive(w, &options.snapshot, progress)
+                })?;
+            Ok((w, (stats, down)))
+        },
+        |meta, (stats, _)| {
+            // The archive's own record, which includes sources found while writing (etcd).
+            meta.sources = stats.manifest.sources.clone();
+            meta.size = stats.bytes_written;
+            meta.sha256 = stats.sha256.clone();
+            meta.warnings = stats.warnings.clone();
+        },
+    )?;
+    let repo = Repository::new(store);
     let mut out = CreateBackupStats {
         url: store.url(&archive_key),
+        local_path: store.local_path(&archive_key),
         metadata: meta,
         archive: stats,
         pruned: PruneStats::default(),

@@ -2,12 +2,14 @@
 //! caller. Nothing here knows of Juju.
 
 pub mod create_backup;
+pub mod import;
 pub mod journal;
 pub mod layout;
 pub mod list_backups;
 pub mod lock;
 pub mod manage;
 pub mod mounts;
+pub(crate) mod new_backup;
 pub mod restore;
 pub mod services;
 pub mod snapshot;

@@ -71,6 +71,56 @@ impl SideSink for Checks {
     }
 }
 
+/// What [`check_archive`] read.
+#[derive(Debug, Clone, Default)]
+pub struct CheckedArchive {
+    /// The archive as read.
+    pub archive: ArchiveInfo,
+    /// PostgreSQL dumps read back.
+    pub dumps: usize,
+    /// Whether an etcd snapshot was checked.
+    pub etcd_snapshot: bool,
+}
+
+/// Reads the archive in `source` whole, as a restore would, writing nothing: every entry
+/// against the restore's rules and `limits`, the manifest, each PostgreSQL dump through
+/// `pg_restore --list` (of the server version `sources` record) and an etcd snapshot's own
+/// checksum; its sha256 against `expected_sha256` when given.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] saying what is wrong, or [`ErrorKind::Connect`] when a stream
+/// from a store breaks.
+pub fn check_archive(
+    source: &dyn crate::archive::ArchiveSource,
+    sources: &[crate::archive::SourceInfo],
+    expected_sha256: Option<String>,
+    limits: Limits,
+    pg_bin_dir: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<CheckedArchive> {
+    let major = sources
+        .iter()
+        .find(|s| s.kind == postgres::KIND)
+        .and_then(|s| s.details.get("server-version-num"))
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(0, |n| n / 10_000);
+    let mut checks = Checks {
+        pg_restore: postgres::verify::pg_restore_for(pg_bin_dir, major),
+        dumps: 0,
+        etcd: false,
+    };
+    let verify_options = VerifyOptions {
+        expected_sha256,
+        limits,
+    };
+    let archive = verify_source(source, &verify_options, &mut checks, progress)?;
+    Ok(CheckedArchive {
+        archive,
+        dumps: checks.dumps,
+        etcd_snapshot: checks.etcd,
+    })
+}
+
 /// Verifies a backup in `store`.
 ///
 /// # Errors
@@ -132,33 +182,25 @@ pub fn verify_backup(
         meta.id,
         archive.name()
     ));
-    let major = meta
-        .sources
-        .iter()
-        .find(|s| s.kind == postgres::KIND)
-        .and_then(|s| s.details.get("server-version-num"))
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(0, |n| n / 10_000);
-    let mut checks = Checks {
-        pg_restore: postgres::verify::pg_restore_for(options.pg_bin_dir.as_deref(), major),
-        dumps: 0,
-        etcd: false,
-    };
-    let verify_options = VerifyOptions {
-        expected_sha256: Some(meta.sha256.clone()),
-        limits: options.limits,
-    };
-    let info =
-        verify_source(archive.as_ref(), &verify_options, &mut checks, progress).map_err(|e| {
-            Error::new(
-                if e.kind() == ErrorKind::Connect {
-                    ErrorKind::Connect
-                } else {
-                    ErrorKind::Integrity
-                },
-                format!("backup {} would not restore: {}", meta.id, chain(&e)),
-            )
-        })?;
+    let checked = check_archive(
+        archive.as_ref(),
+        &meta.sources,
+        Some(meta.sha256.clone()),
+        options.limits,
+        options.pg_bin_dir.as_deref(),
+        progress,
+    )
+    .map_err(|e| {
+        Error::new(
+            if e.kind() == ErrorKind::Connect {
+                ErrorKind::Connect
+            } else {
+                ErrorKind::Integrity
+            },
+            format!("backup {} would not restore: {}", meta.id, chain(&e)),
+        )
+    })?;
+    let info = checked.archive;
     if info.bytes != meta.size {
         return Err(Error::new(
             ErrorKind::Integrity,
@@ -171,8 +213,8 @@ pub fn verify_backup(
     Ok(VerifyBackupStats {
         metadata: meta,
         archive: info,
-        dumps: checks.dumps,
-        etcd_snapshot: checks.etcd,
+        dumps: checked.dumps,
+        etcd_snapshot: checked.etcd_snapshot,
         ciphertext_only: false,
         elapsed: start.elapsed(),
     })

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::charm::actions::restore::whose;
 use crate::charm::actions::{
-    log_warnings, open_store, seconds, services_to_stop, snapshot_options, state_dir,
+    CopyResult, copy_result, log_warnings, open_store, seconds, services_to_stop, snapshot_options,
+    state_dir,
 };
 use crate::charm::config::CharmConfig;
 use crate::charm::progress::ActionProgress;
@@ -59,6 +60,9 @@ pub struct CreateBackupResults {
     /// How long the services were down (`stop-services`), e.g. `4.2s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services_down: Option<String>,
+    /// `copy.cmd`: the `juju scp` command that fetches the archive, for the local store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyResult>,
 }
 
 /// The stored archive.
@@ -114,6 +118,7 @@ impl Action for CreateBackup {
             finished: m.finished,
             pruned: pruned.join(" "),
             services_down: stats.services_down.map(seconds),
+            copy: stats.local_path.map(|p| copy_result(ctx, &p)),
         })
     }
 }

@@ -1,12 +1,14 @@
 //! The charm's actions: params in, library commands called, results out.
 
 mod backups;
+mod import;
 mod restore;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 pub use backups::*;
+pub use import::*;
 pub use restore::*;
 pub use snapshot::*;
 
@@ -98,4 +100,11 @@ pub(crate) fn services_to_stop(config: &CharmConfig, stop: bool) -> Result<Vec<S
 /// A duration for results: `4.2s`.
 pub(crate) fn seconds(d: std::time::Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// `copy.cmd`: the `juju scp` command that fetches `path` off this unit.
+pub(crate) fn copy_result(ctx: &Context, path: &Path) -> CopyResult {
+    CopyResult {
+        cmd: format!("juju scp {}:{} .", ctx.juju().unit_name, path.display()),
+    }
 }

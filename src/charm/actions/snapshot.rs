@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::charm::actions::{log_warnings, seconds, services_to_stop, snapshot_options, state_dir};
+use crate::charm::actions::{
+    copy_result, log_warnings, seconds, services_to_stop, snapshot_options, state_dir,
+};
 use crate::charm::config::CharmConfig;
 use crate::charm::own_dirs;
 use crate::charm::progress::ActionProgress;
@@ -90,13 +92,10 @@ impl Action for Snapshot {
             stats.archive.entries,
             stats.elapsed.as_secs_f64()
         ));
-        let path = stats.path.display().to_string();
         Ok(SnapshotResults {
-            copy: CopyResult {
-                cmd: format!("juju scp {}:{path} .", ctx.juju().unit_name),
-            },
+            copy: copy_result(ctx, &stats.path),
             snapshot: SnapshotResult {
-                path,
+                path: stats.path.display().to_string(),
                 sha256: stats.archive.sha256,
                 size: human_size(stats.archive.bytes_written),
                 bytes: stats.archive.bytes_written,
