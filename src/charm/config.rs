@@ -101,6 +101,9 @@ pub struct CharmConfig {
     /// Where Prometheus textfile metrics are written (empty: nowhere).
     #[serde(default)]
     pub metrics_textfile_dir: String,
+    /// Buckets of the `s3-source` gateway to back up (`*`: all).
+    #[serde(default)]
+    pub s3_source_buckets: String,
 }
 
 fn default_pg_mode() -> String {
@@ -459,7 +462,11 @@ impl CharmConfig {
             return Some(Status::Blocked(e.to_string()));
         }
         let paths = self.paths();
-        if paths.is_empty() && (self.etcd().is_some() || !self.postgresql_uri.trim().is_empty()) {
+        if paths.is_empty()
+            && (self.etcd().is_some()
+                || !self.postgresql_uri.trim().is_empty()
+                || !self.s3_source_buckets.trim().is_empty())
+        {
             return None;
         }
         if paths.is_empty() {

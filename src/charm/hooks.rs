@@ -7,7 +7,7 @@ use crate::schedule::Systemd;
 
 /// The hooks the charm has: the repository's `hooks/` links (packed by `cargo xtask pack`) and
 /// the local agent's charm directory are both this list (a test keeps `hooks/` in step).
-pub const HOOKS: [&str; 10] = [
+pub const HOOKS: [&str; 13] = [
     "install",
     "start",
     "stop",
@@ -18,6 +18,9 @@ pub const HOOKS: [&str; 10] = [
     "s3-parameters-relation-joined",
     "s3-parameters-relation-changed",
     "s3-parameters-relation-broken",
+    "s3-source-relation-joined",
+    "s3-source-relation-changed",
+    "s3-source-relation-broken",
 ];
 
 /// The hook handler of a charm on a machine whose systemd is `systemd`: `install`,
@@ -127,6 +130,15 @@ pub fn status_for(ctx: &Context, config: &CharmConfig) -> Result<Status, BoxErro
         .collect();
     if !config.etcd_endpoint.is_empty() {
         what.insert(0, format!("etcd at {}", config.etcd_endpoint));
+    }
+    match crate::charm::s3::s3_source(ctx, &config.s3_source_buckets) {
+        Ok(Some(s)) => what.push(format!(
+            "S3 buckets {} at {}",
+            config.s3_source_buckets.trim(),
+            s.endpoint
+        )),
+        Ok(None) => {}
+        Err(e) => return Ok(Status::Blocked(e.to_string())),
     }
     // The password is read and the server asked now, so a problem shows before an action
     // needs the connection.

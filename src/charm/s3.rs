@@ -10,8 +10,10 @@ use crate::error::{Error, ErrorKind};
 use crate::juju::{BoxError, Context};
 use crate::store::S3Options;
 
-/// The relation endpoint.
+/// The relation endpoint of the backup store.
 pub const ENDPOINT: &str = "s3-parameters";
+/// The relation endpoint of the S3 gateway whose buckets are backed up.
+pub const SOURCE_ENDPOINT: &str = "s3-source";
 
 /// What the relation holds: the remote application, and its settings or why they cannot be
 /// read.
@@ -29,7 +31,15 @@ pub struct S3Relation {
 /// # Errors
 /// When a relation tool fails.
 pub fn s3_relation(ctx: &Context) -> Result<Option<S3Relation>, BoxError> {
-    let Some(rel) = ctx.relation(ENDPOINT)? else {
+    s3_relation_on(ctx, ENDPOINT)
+}
+
+/// The relation on `endpoint` (`s3-parameters` or `s3-source`), if it exists.
+///
+/// # Errors
+/// When a relation tool fails.
+pub fn s3_relation_on(ctx: &Context, endpoint: &str) -> Result<Option<S3Relation>, BoxError> {
+    let Some(rel) = ctx.relation(endpoint)? else {
         return Ok(None);
     };
     let get = |k: &str| rel.data.get(k).cloned().unwrap_or_default();
@@ -73,6 +83,71 @@ pub fn s3_options(ctx: &Context) -> Result<Option<(String, S3Options)>, BoxError
         None => Ok(None),
         Some(r) => Ok(Some((r.app, r.options?))),
     }
+}
+
+/// The S3 gateway and buckets `s3-source` and `s3-source-buckets` name, or `None` when
+/// neither is set.
+///
+/// # Errors
+/// When only one of them is set, or the relation's settings are not usable (the message says
+/// what to fix).
+pub fn s3_source(
+    ctx: &Context,
+    buckets: &str,
+) -> Result<Option<crate::source::s3::S3SourceOptions>, BoxError> {
+    use crate::source::s3::{Buckets, S3SourceOptions};
+    let rel = s3_relation_on(ctx, SOURCE_ENDPOINT)?;
+    let names: Vec<String> = buckets.split_whitespace().map(str::to_string).collect();
+    let (rel, names) = match (rel, names.is_empty()) {
+        (None, true) => return Ok(None),
+        (None, false) => {
+            return Err(Error::invalid(
+                "s3-source-buckets is set but nothing is related on s3-source: juju integrate \
+                 <app>:s3-source <s3-integrator for the gateway>",
+            )
+            .into());
+        }
+        (Some(r), true) => {
+            return Err(Error::invalid(format!(
+                "s3-source is related to {}: set s3-source-buckets to the buckets to back up \
+                 (\"*\" for every bucket the credentials can list)",
+                r.app
+            ))
+            .into());
+        }
+        (Some(r), false) => (r, names),
+    };
+    let mut o = rel.options?;
+    // The gateway's settings serve every bucket; the store client needs one to start with.
+    if o.bucket.trim().is_empty() {
+        o.bucket = names
+            .iter()
+            .find(|n| n.as_str() != "*")
+            .cloned()
+            .unwrap_or_else(|| "charm-backup".into());
+    }
+    o.path = String::new();
+    let client = crate::store::S3Store::open(&o).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("the s3-source settings from {}: {e}", rel.app),
+        )
+    })?;
+    let buckets = if names.iter().any(|n| n == "*") {
+        Buckets::All
+    } else {
+        Buckets::Named(names)
+    };
+    Ok(Some(S3SourceOptions {
+        client: std::sync::Arc::new(client),
+        endpoint: if o.endpoint.is_empty() {
+            "s3.amazonaws.com".into()
+        } else {
+            o.endpoint.clone()
+        },
+        buckets,
+        parallel: 8,
+    }))
 }
 
 /// `access-key` and `secret-key` from the v1 interface's `secret-extra` secret.

@@ -26,6 +26,7 @@ use crate::source::etcd::{self, EtcdRestoreOptions};
 use crate::source::postgres::{
     self, Current, LogicalRestore, LogicalRestoreOptions, PgCtl, Postgres,
 };
+use crate::source::s3;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +61,8 @@ pub struct RestoreOptions {
     pub keep: Vec<PathBuf>,
     /// Encrypt the saved existing data to these age recipients.
     pub recipients: Option<crate::archive::Recipients>,
+    /// Where the S3 objects an archive holds are put back.
+    pub s3: Option<s3::S3RestoreTarget>,
 }
 
 /// What a restore did.
@@ -83,6 +86,8 @@ pub struct RestoreStats {
     pub warnings: Vec<String>,
     /// The etcd member restored from the archive's snapshot.
     pub etcd: Option<etcd::EtcdRestored>,
+    /// What went back into S3.
+    pub s3: Option<s3::S3RestoreStats>,
 }
 
 /// What is stopped around the swap: systemd units, and a PostgreSQL server run by `pg_ctl`.
@@ -225,6 +230,19 @@ fn restore_open(
     if let Some(e) = &etcd {
         progress.step(&etcd::check_single_member(e)?);
     }
+    let s3_target = match (
+        manifest.sources.iter().any(|s| s.kind == s3::KIND),
+        &options.s3,
+    ) {
+        (true, None) => {
+            return Err(Error::invalid(
+                "the archive holds S3 objects: relate s3-source to an s3-integrator for the \
+                 gateway to put them back into",
+            ));
+        }
+        (true, Some(t)) => Some(t),
+        (false, _) => None,
+    };
     // Everything that gets swapped: the archive's paths, and the etcd data directory; a
     // symlinked one where it points.
     let mut targets: Vec<PathBuf> = roots.iter().map(|r| resolve_target(r)).collect();
@@ -288,27 +306,28 @@ fn restore_open(
     let mut extract_options = ExtractOptions::with_limits(options.limits);
     extract_options.stop = checksum.as_ref().map(ChecksumCheck::stop_flag);
     extract_options.redirects = plan.redirects.clone();
-    let extracted = match logical.as_mut() {
-        Some(l) => extract(
-            archive,
-            &manifest,
-            &plan.staging,
-            &side,
-            l,
-            &extract_options,
-            progress,
-        )
-        .and_then(|x| l.finish().map(|()| x)),
-        None => extract(
-            archive,
-            &manifest,
-            &plan.staging,
-            &side,
-            &mut (),
-            &extract_options,
-            progress,
-        ),
+    let mut no_sink = ();
+    let inner: &mut dyn crate::archive::SideSink = match logical.as_mut() {
+        Some(l) => l,
+        None => &mut no_sink,
     };
+    // S3 objects are read and hashed, never written to the unit's disk.
+    let mut collect = s3::Collect::new(inner);
+    let extracted = extract(
+        archive,
+        &manifest,
+        &plan.staging,
+        &side,
+        &mut collect,
+        &extract_options,
+        progress,
+    );
+    let s3_seen = collect.finish();
+    let extracted = match logical.as_mut() {
+        Some(l) => extracted.and_then(|x| l.finish().map(|()| x)),
+        None => extracted,
+    };
+    let mut s3_plan = None;
     let restored_etcd = extracted.and_then(|(x, info)| {
         stats.extracted = x;
         if let Some(c) = checksum.take() {
@@ -340,6 +359,13 @@ fn restore_open(
     let _ = remove_any(&side);
     if let Err(e) = restored_etcd {
         return Err(undo(&journal, e, "extraction failed"));
+    }
+    if let Some(t) = s3_target {
+        // Objects in the way are refused here, before anything is swapped or written.
+        match s3::plan_restore(&s3_seen, t, progress) {
+            Ok(p) => s3_plan = Some(p),
+            Err(e) => return Err(undo(&journal, e, "the S3 objects cannot be put back")),
+        }
     }
     // Stopped before the existing data is saved, so the saved copy is consistent too.
     if let Err(e) = stop_services(&options.services, pg_ctl.as_ref()) {
@@ -465,6 +491,28 @@ fn restore_open(
                 ),
             )
         })?;
+    }
+    if let (Some(t), Some(plan)) = (s3_target, &s3_plan) {
+        let put = s3::put_back(
+            archive,
+            &stats.archive.sha256,
+            &s3_seen,
+            plan,
+            t,
+            options.limits,
+            progress,
+        )
+        .map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "the other data was restored, but the S3 objects were not all put back: {}; \
+                     run the same restore again to finish (objects already back are skipped)",
+                    chain(&e)
+                ),
+            )
+        })?;
+        stats.s3 = Some(put);
     }
     stats.elapsed = start.elapsed();
     Ok(stats)

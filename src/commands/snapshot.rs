@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::source::etcd::{self, EtcdOptions, EtcdSnapshot, SNAPSHOT_ENTRY};
 use crate::source::postgres::{self, PgMode, Postgres, ServerInfo};
+use crate::source::s3::{self, S3SourceOptions};
 
 /// What to snapshot and where.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,8 @@ pub struct SnapshotOptions {
     pub postgresql: Option<Postgres>,
     /// Encrypt the archive to these age recipients.
     pub recipients: Option<crate::archive::Recipients>,
+    /// Also back up these S3 buckets, object by object.
+    pub s3: Option<S3SourceOptions>,
     /// systemd units stopped while the data is read and started again afterwards, whatever
     /// happens (recorded in `scratch_dir` until they run again).
     pub stop_services: Vec<String>,
@@ -56,7 +59,7 @@ impl SnapshotOptions {
 
     /// Whether anything besides paths is backed up (then the paths may be empty).
     pub fn has_sources(&self) -> bool {
-        self.etcd.is_some() || self.postgresql.is_some()
+        self.etcd.is_some() || self.postgresql.is_some() || self.s3.is_some()
     }
 }
 
@@ -251,12 +254,24 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
         }
         None => None,
     };
+    let s3_listed = match &options.s3 {
+        Some(s) => {
+            progress.step(&format!("listing the S3 buckets at {}", s.endpoint));
+            let listed = s3::list(s)?;
+            manifest.sources.push(listed.source_info(&s.endpoint));
+            Some(listed)
+        }
+        None => None,
+    };
     let result = write_with(
         out,
         options,
         &manifest,
         &excludes,
-        etcd_snapshot.as_ref(),
+        Listed {
+            etcd: etcd_snapshot.as_ref(),
+            s3: s3_listed.as_ref(),
+        },
         pg,
         progress,
     );
@@ -266,12 +281,18 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
     result
 }
 
+/// What the sources prepared before the archive was started.
+struct Listed<'a> {
+    etcd: Option<&'a EtcdSnapshot>,
+    s3: Option<&'a s3::Listed>,
+}
+
 fn write_with<W: std::io::Write + Send + 'static>(
     out: W,
     options: &SnapshotOptions,
     manifest: &Manifest,
     excludes: &Excludes,
-    etcd_snapshot: Option<&EtcdSnapshot>,
+    listed: Listed<'_>,
     pg: Option<(&Postgres, ServerInfo)>,
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
@@ -296,7 +317,7 @@ fn write_with<W: std::io::Write + Send + 'static>(
         progress.step(&format!("archiving {}", p.display()));
         w.append_tree(p, excludes, progress)?;
     }
-    if let Some(snap) = etcd_snapshot {
+    if let Some(snap) = listed.etcd {
         let mut f = std::fs::File::open(&snap.path)
             .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?;
         let size = f
@@ -304,6 +325,9 @@ fn write_with<W: std::io::Write + Send + 'static>(
             .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?
             .len();
         w.append_stream(SNAPSHOT_ENTRY, size, 0o600, &mut f)?;
+    }
+    if let (Some(s), Some(l)) = (&options.s3, listed.s3) {
+        s3::write(s, l, &mut w, progress)?;
     }
     let (out, mut stats) = w.finish()?;
     if let Some(details) = pg_details

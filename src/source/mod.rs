@@ -3,3 +3,4 @@
 pub mod etcd;
 pub mod postgres;
 pub mod process;
+pub mod s3;

@@ -21,7 +21,10 @@ mod s3;
 use std::io::{Read, Write};
 
 pub use local::LocalStore;
-pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store, Versioning};
+pub use s3::{
+    ListedObject, ObjectHeaders, PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store, SINGLE_PUT_MAX,
+    Versioning,
+};
 
 use crate::error::Result;
 

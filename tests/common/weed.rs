@@ -119,13 +119,29 @@ impl Weed {
     /// percent-encoded, see [`charm_backup::encoding::aws_encode`]) with `body`; returns the HTTP status and the body.
     /// For the requests the store never makes (`PutBucketVersioning`, `CreateBucket`).
     pub fn s3(&self, method: &str, path_and_query: &str, body: &str) -> (u16, String) {
+        let (status, _, body) = self.s3_raw(method, path_and_query, &[], body.as_bytes());
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Sends one signed S3 request with extra `headers` and a binary `body`, over a plain
+    /// socket of its own (independent of the crate's client); returns the status, the
+    /// response headers (names lowercase) and the body.
+    pub fn s3_raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         use std::io::{Read, Write};
-        let mut req = http::Request::builder()
+        let mut b = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path_and_query}", self.endpoint))
-            .body(object_store::client::HttpRequestBody::from(
-                body.to_string(),
-            ))
+            .uri(format!("{}{path_and_query}", self.endpoint));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut req = b
+            .body(object_store::client::HttpRequestBody::from(body.to_vec()))
             .unwrap();
         let credential = object_store::aws::AwsCredential {
             key_id: KEY.into(),
@@ -146,19 +162,27 @@ impl Weed {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out
+        s.write_all(body).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(out.len());
+        let head = String::from_utf8_lossy(&out[..split]).into_owned();
+        let body = out.get(split + 4..).unwrap_or_default().to_vec();
+        let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (status, headers, body)
     }
 
     /// Turns versioning of `bucket` on (`Enabled`) or off (`Suspended`).

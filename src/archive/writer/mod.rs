@@ -321,7 +321,9 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         self.stats.input_bytes
     }
 
-    fn warn(&mut self, progress: &dyn Progress, message: String) {
+    /// Records a warning (the archive is complete, but something in it may be inconsistent)
+    /// and reports it.
+    pub fn warn(&mut self, progress: &dyn Progress, message: String) {
         progress.warn(&message);
         self.stats.warnings.push(message);
     }

@@ -53,6 +53,7 @@ pub(crate) fn snapshot_options(
     o.scratch_dir = state_dir(ctx);
     o.postgresql = config.postgresql(ctx)?;
     o.recipients = config.recipients()?;
+    o.s3 = crate::charm::s3::s3_source(ctx, &config.s3_source_buckets)?;
     Ok(o)
 }
 

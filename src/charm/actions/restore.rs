@@ -108,6 +108,9 @@ pub struct RestoreParams {
     /// End other sessions on the databases a logical restore replaces.
     #[serde(default)]
     pub terminate_sessions: bool,
+    /// Replace S3 objects that exist with other content than the backup's.
+    #[serde(default)]
+    pub overwrite_objects: bool,
     /// Restore etcd though its member cannot be asked whether it is alone in its cluster.
     #[serde(default)]
     pub allow_unreachable_etcd: bool,
@@ -143,9 +146,50 @@ pub struct RestoreResult {
     /// The databases they replaced, kept under these names (drop them once satisfied).
     #[serde(rename = "kept-databases", skip_serializing_if = "String::is_empty")]
     pub kept_databases: String,
+    /// What went back into S3: `restore.s3.objects`, `.identical`, `.replaced`,
+    /// `.buckets-created`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Result>,
     /// The etcd member restored: `restore.etcd.cluster-id`, `.name`, `.peer-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdResult>,
+}
+
+/// What a restore put back into S3.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct S3Result {
+    /// Objects written.
+    pub objects: usize,
+    /// Objects already there with the backup's content.
+    pub identical: usize,
+    /// Objects replaced (`overwrite-objects`).
+    pub replaced: usize,
+    /// Buckets created, space-separated.
+    pub buckets_created: String,
+}
+
+/// Where the S3 objects of an archive go back: the `s3-source` gateway, when related.
+fn s3_target(
+    ctx: &Context,
+    overwrite: bool,
+) -> Result<Option<crate::source::s3::S3RestoreTarget>, BoxError> {
+    let config = CharmConfig::read(ctx)?;
+    let buckets = if config.s3_source_buckets.trim().is_empty() {
+        "*"
+    } else {
+        &config.s3_source_buckets
+    };
+    if crate::charm::s3::s3_relation_on(ctx, crate::charm::s3::SOURCE_ENDPOINT)?.is_none() {
+        return Ok(None);
+    }
+    Ok(
+        crate::charm::s3::s3_source(ctx, buckets)?.map(|s| crate::source::s3::S3RestoreTarget {
+            client: s.client,
+            overwrite,
+            parallel: s.parallel,
+        }),
+    )
 }
 
 /// The new single-member etcd cluster a restore made.
@@ -255,6 +299,7 @@ impl Action for Restore {
             }),
             postgresql: config.postgresql(ctx)?,
             recipients: config.recipients()?,
+            s3: s3_target(ctx, p.overwrite_objects)?,
             keep: own_dirs::agent_dirs(ctx),
             logical: LogicalRestoreOptions {
                 terminate_sessions: p.terminate_sessions,
@@ -295,6 +340,12 @@ impl Action for Restore {
                 bytes: stats.extracted.bytes_written,
                 databases: stats.databases.join(" "),
                 kept_databases: stats.kept_databases.join(" "),
+                s3: stats.s3.map(|s| S3Result {
+                    objects: s.objects,
+                    identical: s.identical,
+                    replaced: s.replaced,
+                    buckets_created: s.buckets_created.join(" "),
+                }),
                 etcd: stats.etcd.map(|e| EtcdResult {
                     cluster_id: e.cluster_id,
                     name: e.name,

@@ -14,6 +14,7 @@
 
 mod attributes;
 mod io;
+mod objects;
 mod options;
 mod signed;
 
@@ -32,6 +33,7 @@ use object_store::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{ObjectMeta, ObjectWriter, Store};
 use io::{S3Reader, S3Writer};
+pub use objects::{ListedObject, ObjectHeaders, SINGLE_PUT_MAX};
 pub use options::S3Options;
 use options::{endpoint_for, normalize_key};
 pub use signed::Versioning;
