@@ -94,26 +94,19 @@ fn agent(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn etcd_snapshot_and_restore_keep_the_keys() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("etcd-data");
-    let (client, peer) = (free_port(), free_port());
-    let etcd = Etcd::start(&data, client, peer);
-    for (k, v) in [("/app/a", "alpha"), ("/app/b", "beta")] {
-        assert!(etcd.ctl(&["put", k, v]).status.success());
-    }
-    let endpoint = format!("etcd-endpoint={}", etcd.client);
-    let snaps = tmp.path().join("snaps");
+/// Runs `snapshot` in etcd mode (`endpoint` is `etcd-endpoint=...`) into `dir/snaps`; returns
+/// the archive.
+fn snapshot(dir: &Path, endpoint: &str) -> PathBuf {
+    let snaps = dir.join("snaps");
     let out = agent(
-        tmp.path(),
+        dir,
         &[
             "run",
             "snapshot",
             "--config",
             "paths=",
             "--config",
-            &endpoint,
+            endpoint,
             &format!("target={}", snaps.display()),
             "--format",
             "json",
@@ -127,7 +120,20 @@ fn etcd_snapshot_and_restore_keep_the_keys() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let task = &v["charm-backup/0"];
     assert_eq!(task["status"], "completed", "{task}");
-    let archive = PathBuf::from(task["results"]["snapshot"]["path"].as_str().unwrap());
+    PathBuf::from(task["results"]["snapshot"]["path"].as_str().unwrap())
+}
+
+#[test]
+fn etcd_snapshot_and_restore_keep_the_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("etcd-data");
+    let (client, peer) = (free_port(), free_port());
+    let etcd = Etcd::start(&data, client, peer);
+    for (k, v) in [("/app/a", "alpha"), ("/app/b", "beta")] {
+        assert!(etcd.ctl(&["put", k, v]).status.success());
+    }
+    let endpoint = format!("etcd-endpoint={}", etcd.client);
+    let archive = snapshot(tmp.path(), &endpoint);
     let manifest = Command::new("tar")
         .arg("xzOf")
         .arg(&archive)
@@ -279,26 +285,7 @@ fn a_restore_into_one_member_of_a_three_member_cluster_is_refused() {
     }
     assert!(members[0].ctl(&["put", "/app/a", "alpha"]).status.success());
     let endpoint = format!("etcd-endpoint={}", members[0].client);
-    let snaps = tmp.path().join("snaps");
-    let out = agent(
-        tmp.path(),
-        &[
-            "run",
-            "snapshot",
-            "--config",
-            "paths=",
-            "--config",
-            &endpoint,
-            &format!("target={}", snaps.display()),
-            "--format",
-            "json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let archive = v["charm-backup/0"]["results"]["snapshot"]["path"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_string();
+    let archive = snapshot(tmp.path(), &endpoint).display().to_string();
     assert!(members[0].ctl(&["put", "/app/b", "beta"]).status.success());
 
     use std::os::unix::fs::MetadataExt;
