@@ -29,7 +29,6 @@
 //! ```no_run
 //! use charm_backup::commands::snapshot::{SnapshotOptions, snapshot};
 //! use charm_backup::juju::{Action, BoxError, Charm, Context};
-//! use charm_backup::progress::NoProgress;
 //! use serde::{Deserialize, Serialize};
 //!
 //! struct Snap;
@@ -46,9 +45,12 @@
 //!     type Params = Params;
 //!     type Results = Results;
 //!     fn run(&self, ctx: &mut Context, p: Params) -> Result<Results, BoxError> {
-//!         ctx.log("archiving /etc/myapp");
-//!         let options = SnapshotOptions::new(vec!["/etc/myapp".into()]);
-//!         let stats = snapshot(p.target.as_ref(), "myapp.tar.gz", &options, &NoProgress)?;
+//!         let options = SnapshotOptions::new(vec!["/etc/myapp".into()])
+//!             .with_exclude(vec!["*.sock".into()])
+//!             .with_unit(ctx.juju().unit_name.clone());
+//!         // Steps, warnings and bytes done go to `action-log`; a second snapshot in the same
+//!         // second lands as myapp-1.tar.gz.
+//!         let stats = snapshot(p.target.as_ref(), "myapp.tar.gz", &options, &ctx.progress())?;
 //!         Ok(Results { path: stats.path.display().to_string(), sha256: stats.archive.sha256 })
 //!     }
 //! }
@@ -60,8 +62,8 @@
 //!
 //! ## Features
 //!
-//! - `testing`: the in-process harness ([`testing`]); pulls a YAML parser and a JSON Schema
-//!   validator, so it stays out of packed charms.
+//! - `testing`: the in-process harness (the `testing` module); pulls a YAML parser and a JSON
+//!   Schema validator, so it stays out of packed charms.
 //! - `agent`: the `charm-backup` local agent binary (adds `clap` and `anyhow`).
 
 #![deny(missing_docs)]

@@ -14,6 +14,8 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     final_path: PathBuf,
+    /// Whether a taken name is stepped past rather than refused.
+    unique: bool,
 }
 
 /// Creates `dir` (and parents) if missing, with mode `0700` for the directories it creates.
@@ -37,16 +39,29 @@ impl AtomicFile {
     /// [`ErrorKind::AlreadyExists`] when `final_path` exists; otherwise when the directory or
     /// temporary file cannot be created.
     pub fn create(final_path: &Path) -> Result<Self> {
-        let dir = final_path
-            .parent()
-            .ok_or_else(|| Error::invalid(format!("{} has no directory", final_path.display())))?;
-        create_private_dir(dir)?;
         if final_path.exists() {
             return Err(
                 Error::new(ErrorKind::AlreadyExists, "the file exists already")
                     .with_path(final_path),
             );
         }
+        Self::create_unique(final_path).map(|mut f| {
+            f.unique = false;
+            f
+        })
+    }
+
+    /// Like [`AtomicFile::create`], but when `final_path` exists (or appears meanwhile) the
+    /// file is committed as `<stem>-1<ext>`, `<stem>-2<ext>`, … (the extension from `.tar` on,
+    /// else from the last `.`), so two files made in the same second both land.
+    ///
+    /// # Errors
+    /// When the directory or temporary file cannot be created.
+    pub fn create_unique(final_path: &Path) -> Result<Self> {
+        let dir = final_path
+            .parent()
+            .ok_or_else(|| Error::invalid(format!("{} has no directory", final_path.display())))?;
+        create_private_dir(dir)?;
         let name = final_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -59,6 +74,7 @@ impl AtomicFile {
         Ok(AtomicFile {
             temp,
             final_path: final_path.to_path_buf(),
+            unique: true,
         })
     }
 
@@ -114,18 +130,51 @@ impl AtomicFile {
                 ));
             }
         }
-        self.temp.persist_noclobber(&self.final_path).map_err(|e| {
-            Error::io(
-                "cannot rename the archive into place",
-                &self.final_path,
-                e.error,
-            )
-        })?;
+        let mut temp = self.temp;
+        let mut n = 0u32;
+        let landed = loop {
+            let target = numbered(&self.final_path, n);
+            match temp.persist_noclobber(&target) {
+                Ok(_) => break target,
+                Err(e)
+                    if self.unique
+                        && e.error.kind() == std::io::ErrorKind::AlreadyExists
+                        && n < 999 =>
+                {
+                    temp = e.file;
+                    n += 1;
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        "cannot rename the archive into place",
+                        &target,
+                        e.error,
+                    ));
+                }
+            }
+        };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(self.final_path)
+        Ok(landed)
     }
+}
+
+/// `path` with `-n` before its extension (`.tar…`, else the last `.`); `path` itself for 0.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cut = name
+        .rfind(".tar")
+        .or_else(|| name.rfind('.'))
+        .filter(|i| *i > 0)
+        .unwrap_or(name.len());
+    path.with_file_name(format!("{}-{n}{}", &name[..cut], &name[cut..]))
 }
 
 impl Write for AtomicFile {
@@ -163,4 +212,22 @@ pub fn remove_partials(final_path: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+    use std::path::Path;
+
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        let p = Path::new("/t/app-snapshot-2026-12-05-14.22.43.tar.gz.age");
+        assert_eq!(numbered(p, 0), p);
+        assert_eq!(
+            numbered(p, 2),
+            Path::new("/t/app-snapshot-2026-12-05-14.22.43-2.tar.gz.age")
+        );
+        assert_eq!(numbered(Path::new("/t/x.bin"), 1), Path::new("/t/x-1.bin"));
+        assert_eq!(numbered(Path::new("/t/noext"), 1), Path::new("/t/noext-1"));
+    }
 }

@@ -5,7 +5,6 @@ pub mod actions;
 pub mod config;
 pub mod hooks;
 pub mod own_dirs;
-pub mod progress;
 pub mod s3;
 pub mod schedule;
 

@@ -65,6 +65,47 @@ pub struct RestoreOptions {
     pub s3: Option<s3::S3RestoreTarget>,
 }
 
+impl RestoreOptions {
+    /// Options for a restore that may put back `allowed_paths` (and paths inside them),
+    /// keeping its lock and journal in `state_dir`; the existing data is not saved first
+    /// unless [`RestoreOptions::with_save_existing_to`] says where.
+    pub fn new(allowed_paths: Vec<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            allowed_paths,
+            state_dir: state_dir.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Refuses an archive whose SHA-256 is not `sha256` (lowercase hex).
+    #[must_use]
+    pub fn with_expected_sha256(mut self, sha256: impl Into<String>) -> Self {
+        self.expected_sha256 = Some(sha256.into());
+        self
+    }
+
+    /// Saves the existing data as an archive in `dir` before it is replaced.
+    #[must_use]
+    pub fn with_save_existing_to(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.save_existing_to = Some(dir.into());
+        self
+    }
+
+    /// Stops these systemd units around the swap.
+    #[must_use]
+    pub fn with_services(mut self, units: Vec<String>) -> Self {
+        self.services = units;
+        self
+    }
+
+    /// Applies these limits (symlinks out of the paths, devices, unmounted volumes).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreStats {
@@ -207,7 +248,7 @@ fn restore_open(
     for r in &roots {
         if !allowed.iter().any(|a| r.starts_with(a)) {
             return Err(Error::invalid(format!(
-                "the archive holds {:?}, which is not in the paths option ({}): refusing to write there",
+                "the archive holds {:?}, which is not among the paths this unit restores ({}): refusing to write there",
                 r.display().to_string(),
                 allowed
                     .iter()

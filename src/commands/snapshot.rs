@@ -71,6 +71,56 @@ impl SnapshotOptions {
             ..Default::default()
         }
     }
+
+    /// Leaves out what these patterns match (see [`Excludes`]).
+    #[must_use]
+    pub fn with_exclude(mut self, patterns: Vec<String>) -> Self {
+        self.exclude = patterns;
+        self
+    }
+
+    /// Compresses with `compression`.
+    #[must_use]
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Compresses on `threads` threads (0: one per core the process may use).
+    #[must_use]
+    pub fn with_compression_threads(mut self, threads: usize) -> Self {
+        self.compression_threads = threads;
+        self
+    }
+
+    /// Records `unit` (a Juju unit name, or any label) in the manifest.
+    #[must_use]
+    pub fn with_unit(mut self, unit: impl Into<String>) -> Self {
+        self.unit = unit.into();
+        self
+    }
+
+    /// Encrypts the archive to `recipients` (age X25519).
+    #[must_use]
+    pub fn with_recipients(mut self, recipients: crate::archive::Recipients) -> Self {
+        self.recipients = Some(recipients);
+        self
+    }
+
+    /// Keeps the unit's lock, staged etcd snapshots and the record of stopped services in
+    /// `dir`.
+    #[must_use]
+    pub fn with_scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.scratch_dir = dir.into();
+        self
+    }
+
+    /// Stops these systemd units while the data is read (see [`SnapshotOptions::stop_services`]).
+    #[must_use]
+    pub fn with_stop_services(mut self, units: Vec<String>) -> Self {
+        self.stop_services = units;
+        self
+    }
 }
 
 /// What a snapshot wrote.
@@ -176,30 +226,25 @@ fn mounts_under(paths: &[PathBuf], exclude: &[String]) -> Vec<String> {
 /// [`ErrorKind::InvalidInput`] or [`ErrorKind::NotFound`] saying what to fix.
 pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
     if paths.is_empty() {
-        return Err(Error::invalid(
-            "nothing to archive: set the paths option, e.g. juju config charm-backup paths=\"/etc/app /var/lib/app\"",
-        ));
+        return Err(Error::invalid("nothing to archive: no paths are given"));
     }
     for p in paths {
         if !p.is_absolute() {
             return Err(Error::invalid(format!(
-                "path {:?} in the paths option is not absolute",
+                "path {:?} is not absolute",
                 p.display().to_string()
             )));
         }
         if p.components().any(|c| c == std::path::Component::ParentDir) || p == Path::new("/") {
             return Err(Error::invalid(format!(
-                "path {:?} in the paths option is not allowed",
+                "path {:?} is not allowed (`/`, or a path with `..`)",
                 p.display().to_string()
             )));
         }
         if std::fs::symlink_metadata(p).is_err() {
             return Err(Error::new(
                 ErrorKind::NotFound,
-                format!(
-                    "path {:?} in the paths option does not exist",
-                    p.display().to_string()
-                ),
+                format!("path {:?} does not exist", p.display().to_string()),
             ));
         }
         for q in paths {
@@ -353,7 +398,8 @@ pub fn snapshot_file_name(prefix: &str, options: &SnapshotOptions) -> String {
 }
 
 /// Archives the paths into `target_dir/<file_name>`: written under a temporary `0600` name,
-/// fsynced, given to the directory's owner, then renamed.
+/// fsynced, given to the directory's owner, then renamed; when that name is taken (two
+/// snapshots in one second) as `<name>-1.tar.gz`, `-2`, … instead.
 ///
 /// # Errors
 /// As [`write_archive`], plus when the target directory cannot be created or written; no
@@ -365,7 +411,7 @@ pub fn snapshot(
     progress: &dyn Progress,
 ) -> Result<SnapshotStats> {
     let start = Instant::now();
-    let out = AtomicFile::create(&target_dir.join(file_name))?;
+    let out = AtomicFile::create_unique(&target_dir.join(file_name))?;
     let ((buf, archive), services_down) =
         with_services_stopped(options, "snapshot", progress, || {
             write_archive(BufWriter::with_capacity(1 << 20, out), options, progress)

@@ -95,6 +95,13 @@ impl Context {
         }
     }
 
+    /// Progress for a library command ([`crate::progress::Progress`]): its steps and warnings
+    /// go to `action-log` (the operator sees them in `juju show-task` and `juju run`), bytes
+    /// done at most every few seconds.
+    pub fn progress(&self) -> crate::juju::ActionProgress<'_> {
+        crate::juju::ActionProgress::new(self)
+    }
+
     /// Writes a line to `juju debug-log` at `level`, ignoring failures like [`Context::log`].
     pub fn debug_log(&self, level: LogLevel, message: &str) {
         if let Err(e) = self.tools.juju_log(level, message) {

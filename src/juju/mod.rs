@@ -5,6 +5,7 @@
 
 mod action;
 mod context;
+mod progress;
 pub mod replay;
 mod tools;
 
@@ -12,6 +13,7 @@ pub use action::{
     Action, BeforeFn, BoxError, Charm, Context, HookFn, Outcome, RelationData, execute,
 };
 pub use context::{Event, JujuContext, program_name};
+pub use progress::ActionProgress;
 pub use tools::{
     HookTools, LogLevel, MAX_ARG_BYTES, ProcessRunner, RESERVED_RESULT_KEYS, Status, ToolOutput,
     ToolRunner, check_result_key, flatten_results, is_valid_name,

@@ -125,6 +125,18 @@ pub struct ActionFailed {
     pub state: Option<Box<UnitState>>,
 }
 
+impl std::fmt::Display for ActionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.scheduled {
+            write!(f, "action failed: {}", self.message)
+        } else {
+            write!(f, "action not scheduled: {}", self.message)
+        }
+    }
+}
+
+impl std::error::Error for ActionFailed {}
+
 /// What a hook left behind.
 #[derive(Debug, Clone)]
 pub struct HookOutput {
@@ -350,13 +362,27 @@ impl Harness {
     /// Runs one action handler.
     ///
     /// # Errors
-    /// [`ActionFailed`] when Juju would refuse the params (`scheduled: false`) or the action
-    /// failed.
+    /// [`ActionFailed`] when Juju would refuse the params or `call` names another action than
+    /// the handler's (`scheduled: false`), or the action failed.
     pub fn run<A: Action>(
         &self,
         call: ActionCall,
         handler: &A,
     ) -> std::result::Result<ActionOutput, ActionFailed> {
+        if call.name != A::NAME {
+            return Err(ActionFailed {
+                scheduled: false,
+                message: format!(
+                    "action {:?} was run through the handler of {:?}: run it through its own \
+                     handler, or through the whole charm with run_action",
+                    call.name,
+                    A::NAME
+                ),
+                logs: Vec::new(),
+                results: Value::Object(Map::new()),
+                state: None,
+            });
+        }
         let agent = self.prepare(&call)?;
         let mut ctx = self.context(&agent, Some(&call.name));
         let outcome = execute(handler, &mut ctx);

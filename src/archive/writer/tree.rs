@@ -69,7 +69,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     ) -> Result<()> {
         if !root.is_absolute() {
             return Err(Error::invalid(format!(
-                "path {} is not absolute: give absolute paths in the paths option",
+                "path {} is not absolute",
                 root.display()
             )));
         }

@@ -9,7 +9,6 @@ use crate::charm::actions::{
     state_dir,
 };
 use crate::charm::config::CharmConfig;
-use crate::charm::progress::ActionProgress;
 use crate::commands::create_backup::{CreateBackupOptions, CreateBackupStats, create_backup};
 use crate::commands::list_backups::{list_backups, render_fitting};
 use crate::commands::manage::{prune_backups, remove_backup};
@@ -177,7 +176,7 @@ pub(crate) fn take_backup(
         .and_then(|config| {
             let store = open_store(ctx, &config)?;
             let options = backup_options(ctx, &config, req)?;
-            let progress = ActionProgress::new(ctx);
+            let progress = ctx.progress();
             Ok(create_backup(store.as_ref(), &options, &progress)?)
         });
     crate::charm::schedule::record_outcome(ctx, req.origin, started, &result);
@@ -284,7 +283,7 @@ impl Action for RemoveBackup {
     fn run(&self, ctx: &mut Context, p: BackupIdParams) -> Result<RemoveBackupResults, BoxError> {
         let config = CharmConfig::read(ctx)?;
         let store = open_store(ctx, &config)?;
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let keys = remove_backup(store.as_ref(), &p.backup_id, &state_dir(ctx), &progress)?;
         Ok(RemoveBackupResults {
             backup_id: p.backup_id,
@@ -363,7 +362,7 @@ impl Action for VerifyBackup {
                 ..Default::default()
             },
         };
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let stats = verify_backup(store.as_ref(), &options, &progress)?;
         for line in whose(ctx, &stats.metadata) {
             ctx.log(&line);
@@ -446,7 +445,7 @@ impl Action for PruneBackups {
         retention.dry_run = p.dry_run;
         retention.unit = ctx.juju().unit_name.clone();
         let store = open_store(ctx, &config)?;
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let stats = prune_backups(store.as_ref(), &retention, &state_dir(ctx), &progress)?;
         if stats.removed.is_empty() {
             ctx.log("retention removes nothing: every backup is kept");

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::archive::{ArchiveSource, FileSource, Limits, WithIdentities};
 use crate::charm::actions::{BackupResult, open_store, state_dir};
 use crate::charm::config::CharmConfig;
-use crate::charm::progress::ActionProgress;
 use crate::commands::import::{ImportBackupOptions, import_backup};
 use crate::juju::{Action, BoxError, Context};
 use crate::progress::human_size;
@@ -83,7 +82,7 @@ impl Action for ImportBackup {
             model_uuid: ctx.juju().model_uuid.clone(),
             made_by: ctx.juju().unit_name.clone(),
         };
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let stats = import_backup(store.as_ref(), source.as_ref(), &options, &progress)?;
         ctx.log(&format!(
             "imported {} as backup {}",

@@ -54,6 +54,18 @@ pub(crate) fn snapshot_options(
     o.postgresql = config.postgresql(ctx)?;
     o.recipients = config.recipients()?;
     o.s3 = crate::charm::s3::s3_source(ctx, &config.s3_source_buckets)?;
+    if !(o.paths.is_empty() && o.has_sources()) {
+        // The library names the path; the charm names the option to change.
+        crate::commands::snapshot::check_paths(&o.paths).map_err(|e| {
+            crate::Error::new(
+                e.kind(),
+                format!(
+                    "{e}: set the paths option (juju config {} paths=\"/etc/app /var/lib/app\")",
+                    ctx.juju().app_name()
+                ),
+            )
+        })?;
+    }
     Ok(o)
 }
 

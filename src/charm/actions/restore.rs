@@ -9,7 +9,6 @@ use crate::archive::{AGE_MAGIC, ArchiveSource, FileSource, Identities, Limits, W
 use crate::charm::actions::{log_warnings, open_store, state_dir};
 use crate::charm::config::CharmConfig;
 use crate::charm::own_dirs;
-use crate::charm::progress::ActionProgress;
 use crate::commands::restore::{RestoreOptions, restore};
 use crate::error::{Error, ErrorKind};
 use crate::juju::{Action, BoxError, Context};
@@ -306,7 +305,7 @@ impl Action for Restore {
                 restore_roles: p.restore_roles,
             },
         };
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let stats = restore(source.as_ref(), &options, &progress)?;
         log_warnings(ctx, &stats.warnings);
         let what: Vec<String> = stats

@@ -9,7 +9,6 @@ use crate::charm::actions::{
 };
 use crate::charm::config::CharmConfig;
 use crate::charm::own_dirs;
-use crate::charm::progress::ActionProgress;
 use crate::commands::snapshot::{snapshot, snapshot_file_name};
 use crate::error::Error;
 use crate::juju::{Action, BoxError, Context};
@@ -82,7 +81,7 @@ impl Action for Snapshot {
         }
         own_dirs::refuse_inside("target", &target, &options.paths)?;
         let name = snapshot_file_name(ctx.juju().app_name(), &options);
-        let progress = ActionProgress::new(ctx);
+        let progress = ctx.progress();
         let stats = snapshot(&target, &name, &options, &progress)?;
         log_warnings(ctx, &stats.archive.warnings);
         ctx.log(&format!(

@@ -118,7 +118,7 @@ pub fn plan(rows: &[BackupRow], options: &RetentionOptions) -> Vec<(String, Stri
 }
 
 impl Repository<'_> {
-    /// Applies `options`: removes (or, dry, lists) what [`plan`] says, one backup at a time,
+    /// Applies `options`: removes (or, dry, lists) what the retention plan says, one backup at a time,
     /// each sidecar first so that an interrupted prune never leaves a backup listed as
     /// finished that is not whole.
     ///

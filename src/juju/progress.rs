@@ -1,4 +1,5 @@
-//! Progress from the commands to the operator: `action-log` lines, rate-limited.
+//! Progress from the library's commands to the operator: `action-log` lines in an action
+//! (`juju-log` in a hook), rate-limited. Get one with [`crate::juju::Context::progress`].
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
