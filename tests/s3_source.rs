@@ -350,6 +350,19 @@ fn a_bucket_list_without_a_relation_or_the_other_way_round_blocks() {
         "{:?}",
         out.status
     );
+    // The backup store's own bucket is never a source.
+    let out = h
+        .clone()
+        .config("s3-source-buckets", "registry backups")
+        .run_hook(&charm(), "config-changed");
+    assert_eq!(out.status.0, "blocked");
+    assert!(
+        out.status
+            .1
+            .contains("names backups, the bucket backups are stored in"),
+        "{:?}",
+        out.status
+    );
     // A bucket that does not exist fails the backup, naming it.
     let err = h
         .clone()

@@ -38,7 +38,18 @@ pub fn handler(systemd: Systemd) -> impl Fn(&mut Context, &str) -> Result<(), Bo
 pub fn handle(ctx: &mut Context, hook: &str, systemd: &Systemd) -> Result<(), BoxError> {
     let config = CharmConfig::read(ctx)?;
     if matches!(hook, "stop" | "remove") {
-        return crate::charm::schedule::remove(ctx, &config, systemd, hook == "remove");
+        // The unit is going away: a timer that cannot be removed is logged, not an error that
+        // would hold the removal up.
+        if let Err(e) = crate::charm::schedule::remove(ctx, &config, systemd, hook == "remove") {
+            ctx.debug_log(
+                crate::juju::LogLevel::Warning,
+                &format!(
+                    "cannot remove the backup timer: {}; remove it by hand with systemctl",
+                    crate::error::chain(e.as_ref())
+                ),
+            );
+        }
+        return Ok(());
     }
     let status = status_for(ctx, &config)?;
     if matches!(hook, "install" | "config-changed" | "upgrade-charm")

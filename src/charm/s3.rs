@@ -133,8 +133,28 @@ pub fn s3_source(
             format!("the s3-source settings from {}: {e}", rel.app),
         )
     })?;
+    // The backup store's own bucket is never a source: each backup would hold the earlier.
+    let store_bucket = match s3_relation(ctx)? {
+        Some(store) => store
+            .options
+            .ok()
+            .filter(|s| s.endpoint.trim_end_matches('/') == o.endpoint.trim_end_matches('/'))
+            .map(|s| s.bucket),
+        None => None,
+    };
+    if let Some(b) = &store_bucket
+        && names.contains(b)
+    {
+        return Err(Error::invalid(format!(
+            "s3-source-buckets names {b}, the bucket backups are stored in: remove it, or every \
+             backup would hold the earlier ones"
+        ))
+        .into());
+    }
     let buckets = if names.iter().any(|n| n == "*") {
-        Buckets::All
+        Buckets::All {
+            except: store_bucket.into_iter().collect(),
+        }
     } else {
         Buckets::Named(names)
     };

@@ -113,7 +113,13 @@ pub fn check_archive(
         expected_sha256,
         limits,
     };
-    let archive = verify_source(source, &verify_options, &mut checks, progress)?;
+    // S3 objects are checked against the archive's index, as a restore checks them.
+    let mut collect = crate::source::s3::Collect::new(&mut checks);
+    let archive = verify_source(source, &verify_options, &mut collect, progress)?;
+    let seen = collect.finish();
+    if sources.iter().any(|s| s.kind == crate::source::s3::KIND) {
+        crate::source::s3::check_index(&seen)?;
+    }
     Ok(CheckedArchive {
         archive,
         dumps: checks.dumps,

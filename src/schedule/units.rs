@@ -213,10 +213,19 @@ impl Systemd {
         }
         let timer = units.timer_name();
         if changed {
-            self.systemctl(&["daemon-reload"])?;
-            self.systemctl(&["enable", "--now", &timer])?;
-            // A changed calendar takes effect on restart of an active timer.
-            self.systemctl(&["restart", &timer])?;
+            let loaded = self
+                .systemctl(&["daemon-reload"])
+                .and_then(|()| self.systemctl(&["enable", "--now", &timer]))
+                // A changed calendar takes effect on restart of an active timer.
+                .and_then(|()| self.systemctl(&["restart", &timer]));
+            if let Err(e) = loaded {
+                // Written but not loaded: removed, so the next hook writes and loads them again
+                // rather than taking them for done.
+                for (file, _) in &files {
+                    let _ = std::fs::remove_file(self.path(file));
+                }
+                return Err(e);
+            }
             Ok(Installed::Written)
         } else if !self.is_enabled(&timer) {
             self.systemctl(&["enable", "--now", &timer])?;

@@ -138,6 +138,9 @@ pub fn check_single_member(options: &EtcdRestoreOptions) -> Result<String> {
         Ok(m) => m,
         Err(e) => return unreachable(e.to_string()),
     };
+    if members.is_empty() {
+        return unreachable(format!("etcd at {} listed no members", client.endpoint));
+    }
     if members.len() > 1 {
         let mut names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
         names.sort_unstable();

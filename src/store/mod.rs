@@ -22,8 +22,8 @@ use std::io::{Read, Write};
 
 pub use local::LocalStore;
 pub use s3::{
-    ListedObject, ObjectHeaders, PART_BYTES, PARTS_IN_FLIGHT, S3Options, S3Store, SINGLE_PUT_MAX,
-    Versioning,
+    ListedObject, ObjectHeaders, PART_BYTES, PARTS_IN_FLIGHT, RANGE_BYTES, S3Options, S3Store,
+    SINGLE_PUT_MAX, Versioning, addressable,
 };
 
 use crate::error::Result;

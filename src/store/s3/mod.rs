@@ -17,6 +17,7 @@ mod io;
 mod objects;
 mod options;
 mod signed;
+mod transfer;
 
 use std::io::Read;
 use std::sync::{Arc, OnceLock};
@@ -33,7 +34,7 @@ use object_store::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{ObjectMeta, ObjectWriter, Store};
 use io::{S3Reader, S3Writer};
-pub use objects::{ListedObject, ObjectHeaders, SINGLE_PUT_MAX};
+pub use objects::{ListedObject, ObjectHeaders, RANGE_BYTES, SINGLE_PUT_MAX, addressable};
 pub use options::S3Options;
 use options::{endpoint_for, normalize_key};
 pub use signed::Versioning;

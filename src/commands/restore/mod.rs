@@ -5,131 +5,30 @@
 //! to); extract into staging directories beside each path (same filesystem); stop services;
 //! swap each staging directory in with renames, rolling back on failure; start services.
 
+mod options;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::archive::{
-    ArchiveInfo, ArchiveSource, ChecksumCheck, Compression, Excludes, ExtractOptions, ExtractStats,
-    Limits, check_sha256, extract, read_manifest_only,
+    ArchiveSource, ChecksumCheck, Excludes, ExtractOptions, check_sha256, extract,
+    read_manifest_only,
 };
 use crate::commands::journal::{Journal, JournalPath, Phase, sibling};
 use crate::commands::layout::{Plan, check_no_running_server, resolve_target};
 use crate::commands::lock::OperationLock;
 use crate::commands::mounts;
 use crate::commands::services::systemctl;
-use crate::commands::snapshot::{SnapshotOptions, SnapshotStats, snapshot};
+use crate::commands::snapshot::{SnapshotOptions, snapshot};
 use crate::commands::trash::{remove_any, sweep_trash};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
-use crate::source::etcd::{self, EtcdRestoreOptions};
-use crate::source::postgres::{
-    self, Current, LogicalRestore, LogicalRestoreOptions, PgCtl, Postgres,
-};
+use crate::source::etcd;
+use crate::source::postgres::{self, Current, LogicalRestore, PgCtl, Postgres};
 use crate::source::s3;
 
-/// How to restore.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct RestoreOptions {
-    /// The SHA-256 the archive must have, if known.
-    pub expected_sha256: Option<String>,
-    /// The paths this unit backs up; the archive may only restore these or paths inside them.
-    pub allowed_paths: Vec<PathBuf>,
-    /// Where to save the existing data first (`None`: do not save it).
-    pub save_existing_to: Option<PathBuf>,
-    /// File-name prefix of the saved archive (the application name).
-    pub name_prefix: String,
-    /// Compression of the saved archive.
-    pub compression: Compression,
-    /// systemd units to stop before the swap and start after.
-    pub services: Vec<String>,
-    /// Directory for the unit's lock.
-    pub state_dir: PathBuf,
-    /// The unit, recorded in the saved archive's manifest.
-    pub unit: String,
-    /// Archive size limits.
-    pub limits: Limits,
-    /// How to restore an etcd snapshot the archive holds.
-    pub etcd: Option<EtcdRestoreOptions>,
-    /// The PostgreSQL server to restore a database backup onto.
-    pub postgresql: Option<Postgres>,
-    /// How a logical PostgreSQL restore treats sessions and existing roles.
-    pub logical: LogicalRestoreOptions,
-    /// Directories never replaced, even inside a restored path (the Juju agent's, which holds
-    /// the unit's state and this restore's journal).
-    pub keep: Vec<PathBuf>,
-    /// Encrypt the saved existing data to these age recipients.
-    pub recipients: Option<crate::archive::Recipients>,
-    /// Where the S3 objects an archive holds are put back.
-    pub s3: Option<s3::S3RestoreTarget>,
-}
-
-impl RestoreOptions {
-    /// Options for a restore that may put back `allowed_paths` (and paths inside them),
-    /// keeping its lock and journal in `state_dir`; the existing data is not saved first
-    /// unless [`RestoreOptions::with_save_existing_to`] says where.
-    pub fn new(allowed_paths: Vec<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
-        RestoreOptions {
-            allowed_paths,
-            state_dir: state_dir.into(),
-            ..Default::default()
-        }
-    }
-
-    /// Refuses an archive whose SHA-256 is not `sha256` (lowercase hex).
-    #[must_use]
-    pub fn with_expected_sha256(mut self, sha256: impl Into<String>) -> Self {
-        self.expected_sha256 = Some(sha256.into());
-        self
-    }
-
-    /// Saves the existing data as an archive in `dir` before it is replaced.
-    #[must_use]
-    pub fn with_save_existing_to(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.save_existing_to = Some(dir.into());
-        self
-    }
-
-    /// Stops these systemd units around the swap.
-    #[must_use]
-    pub fn with_services(mut self, units: Vec<String>) -> Self {
-        self.services = units;
-        self
-    }
-
-    /// Applies these limits (symlinks out of the paths, devices, unmounted volumes).
-    #[must_use]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-}
-
-/// What a restore did.
-#[derive(Debug, Clone, Default)]
-pub struct RestoreStats {
-    /// The verified archive.
-    pub archive: ArchiveInfo,
-    /// The paths put back.
-    pub paths: Vec<PathBuf>,
-    /// The archive of the data that was there before, if saved.
-    pub saved: Option<SnapshotStats>,
-    /// What extraction wrote.
-    pub extracted: ExtractStats,
-    /// How long it took.
-    pub elapsed: Duration,
-    /// Databases a logical restore put back.
-    pub databases: Vec<String>,
-    /// The databases they replaced, kept under new names (not with `skip-backup`).
-    pub kept_databases: Vec<String>,
-    /// Non-fatal problems (e.g. a role that could not be restored).
-    pub warnings: Vec<String>,
-    /// The etcd member restored from the archive's snapshot.
-    pub etcd: Option<etcd::EtcdRestored>,
-    /// What went back into S3.
-    pub s3: Option<s3::S3RestoreStats>,
-}
+pub use options::{RestoreOptions, RestoreStats};
 
 /// What is stopped around the swap: systemd units, and a PostgreSQL server run by `pg_ctl`.
 fn stop_services(units: &[String], pg_ctl: Option<&PgCtl>) -> Result<()> {
@@ -510,6 +409,33 @@ fn restore_open(
     journal.advance(Phase::Swapped, &options.state_dir)?;
     journal.clean_up(&options.state_dir)?;
     Journal::clear(&options.state_dir)?;
+    // The objects go back while the services are still stopped, so none writes meanwhile;
+    // the services start whatever happens.
+    let put = match (s3_target, &s3_plan) {
+        (Some(t), Some(plan)) => Some(
+            s3::put_back(
+                archive,
+                &stats.archive.sha256,
+                &s3_seen,
+                plan,
+                t,
+                options.limits,
+                progress,
+            )
+            .map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "the other data was restored, but the S3 objects were not all put back: \
+                         {}; run the same restore again to finish (objects already back are \
+                         skipped)",
+                        chain(&e)
+                    ),
+                )
+            }),
+        ),
+        _ => None,
+    };
     start_services(&options.services, pg_ctl.as_ref()).map_err(|e| {
         Error::new(
             e.kind(),
@@ -533,27 +459,8 @@ fn restore_open(
             )
         })?;
     }
-    if let (Some(t), Some(plan)) = (s3_target, &s3_plan) {
-        let put = s3::put_back(
-            archive,
-            &stats.archive.sha256,
-            &s3_seen,
-            plan,
-            t,
-            options.limits,
-            progress,
-        )
-        .map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!(
-                    "the other data was restored, but the S3 objects were not all put back: {}; \
-                     run the same restore again to finish (objects already back are skipped)",
-                    chain(&e)
-                ),
-            )
-        })?;
-        stats.s3 = Some(put);
+    if let Some(put) = put {
+        stats.s3 = Some(put?);
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
