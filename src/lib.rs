@@ -16,7 +16,7 @@
 //! - [`store`] holds backups (a local directory; S3 behind the same trait).
 //! - [`commands`] are the operations as library calls: `*Options` in, `*Stats` out, progress
 //!   through a caller-supplied [`progress::Progress`]. They know nothing of Juju.
-//! - [`charm`] is the charm itself: its actions and hooks map params to options and stats to
+//! - `charm` (feature `charm`) is the charm itself: its actions and hooks map params to options and stats to
 //!   results.
 //! - `testing` (feature `testing`) runs actions and hooks in-process against given params,
 //!   config, relations, leadership and resources, checking params against `actions.yaml` as
@@ -62,6 +62,16 @@
 //!
 //! ## Features
 //!
+//! With no features (the default) a charm gets paths, archives, the local store, snapshot,
+//! restore and the Juju layer, and its tree holds no async runtime, HTTP, TLS or database
+//! client. Turn on what it needs:
+//!
+//! - `s3`: S3 as a backup store and S3 buckets as a source (`object_store`, `reqwest`,
+//!   `rustls`, `tokio`).
+//! - `postgresql`: PostgreSQL as a source (`postgres`, `rustls`).
+//! - `etcd`: etcd as a source (through `etcdctl`; no crate of its own).
+//! - `charm`: this charm's own actions and hooks (the `charm` module) and its `dispatch`
+//!   binary; turns on the three above.
 //! - `testing`: the in-process harness (the `testing` module); pulls a YAML parser and a JSON
 //!   Schema validator, so it stays out of packed charms.
 //! - `agent`: the `charm-backup` local agent binary (adds `clap` and `anyhow`).
@@ -69,6 +79,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+#[cfg(feature = "charm")]
 pub mod charm;
 pub mod commands;
 pub mod encoding;

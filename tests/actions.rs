@@ -1,6 +1,6 @@
 //! The charm's actions and hooks run in-process through the test harness, against real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::listing;

@@ -2,7 +2,7 @@
 //! option name in errors, progress to `action-log`, two snapshots in one second, and the
 //! harness's checks of what it is asked to run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 use std::path::PathBuf;
 

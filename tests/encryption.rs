@@ -3,7 +3,7 @@
 //! and fail cleanly without it, and a malformed recipient stops backups instead of writing
 //! plaintext.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::weed::{KEY, SECRET, Weed};

@@ -3,7 +3,7 @@
 //! checked with the identity and stored as it is. `create-backup` to the local store gives
 //! `copy.cmd`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use std::fs;

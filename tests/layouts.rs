@@ -2,7 +2,7 @@
 //! it (real tmpfs mounts, as root), restored with each volume's contents right, the volume
 //! still mounted, and nothing of it written to or removed from another filesystem.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::listing;

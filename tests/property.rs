@@ -5,7 +5,7 @@
 //! CI runs a fixed seed and a few cases; `PROPERTY_CASES=200 PROPERTY_SEED=7 cargo test
 //! --all-features --test property` runs more.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The backup repository on the local store: ids that cannot collide, only our own objects
 //! listed, pruned and removed, retention, store ownership, verification and results that fit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use std::fs;

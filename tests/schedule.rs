@@ -3,7 +3,7 @@
 //! hand (local store and SeaweedFS), a held lock, a failing schedule and a stale backup in the
 //! status, Prometheus metrics, and removal on `stop`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "testing")]
+#![cfg(all(feature = "testing", feature = "charm"))]
 
 mod common;
 use std::fs;

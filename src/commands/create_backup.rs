@@ -87,6 +87,7 @@ pub fn create_backup(
     if !options.snapshot.has_sources() {
         crate::commands::snapshot::check_paths(&options.snapshot.paths)?;
     }
+    #[cfg(feature = "postgresql")]
     if let Some(pg) = &options.snapshot.postgresql {
         // Bad credentials fail here, before a backup id is taken.
         pg.connect()?;

@@ -10,8 +10,11 @@ use crate::archive::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
+#[cfg(feature = "etcd")]
 use crate::source::etcd::{self, EtcdOptions, EtcdSnapshot, SNAPSHOT_ENTRY};
+#[cfg(feature = "postgresql")]
 use crate::source::postgres::{self, PgMode, Postgres, ServerInfo};
+#[cfg(feature = "s3")]
 use crate::source::s3::{self, S3SourceOptions};
 
 /// What to snapshot and where.
@@ -29,14 +32,17 @@ pub struct SnapshotOptions {
     /// Who the snapshot is for (a Juju unit name, or any label); recorded in the manifest.
     pub unit: String,
     /// Also take a consistent snapshot of this etcd member.
+    #[cfg(feature = "etcd")]
     pub etcd: Option<EtcdOptions>,
     /// Where the etcd snapshot is staged before it is archived (the unit's state directory).
     pub scratch_dir: PathBuf,
     /// Also back up this PostgreSQL server (dumps or a base backup, streamed).
+    #[cfg(feature = "postgresql")]
     pub postgresql: Option<Postgres>,
     /// Encrypt the archive to these age recipients.
     pub recipients: Option<crate::archive::Recipients>,
     /// Also back up these S3 buckets, object by object.
+    #[cfg(feature = "s3")]
     pub s3: Option<S3SourceOptions>,
     /// systemd units stopped while the data is read and started again afterwards, whatever
     /// happens (recorded in `scratch_dir` until they run again).
@@ -59,7 +65,19 @@ impl SnapshotOptions {
 
     /// Whether anything besides paths is backed up (then the paths may be empty).
     pub fn has_sources(&self) -> bool {
-        self.etcd.is_some() || self.postgresql.is_some() || self.s3.is_some()
+        #[cfg(feature = "etcd")]
+        if self.etcd.is_some() {
+            return true;
+        }
+        #[cfg(feature = "postgresql")]
+        if self.postgresql.is_some() {
+            return true;
+        }
+        #[cfg(feature = "s3")]
+        if self.s3.is_some() {
+            return true;
+        }
+        false
     }
 }
 
@@ -274,20 +292,49 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
     }
     let excludes = Excludes::new(&options.exclude)?;
     let mut manifest = manifest_for(options);
-    let pg = match &options.postgresql {
-        Some(pg) => {
+    let prepared = Prepared::prepare(options, &mut manifest, progress)?;
+    let result = write_with(out, options, &manifest, &excludes, &prepared, progress);
+    prepared.clean_up();
+    result
+}
+
+/// What the sources prepared before the archive was started (what the manifest records of
+/// them), and how each writes its data.
+#[derive(Default)]
+struct Prepared<'a> {
+    #[cfg(feature = "postgresql")]
+    pg: Option<(&'a Postgres, ServerInfo)>,
+    #[cfg(feature = "etcd")]
+    etcd: Option<EtcdSnapshot>,
+    #[cfg(feature = "s3")]
+    s3: Option<s3::Listed>,
+    _options: std::marker::PhantomData<&'a SnapshotOptions>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Asks each source of `options` what the manifest records of it.
+    #[cfg_attr(
+        not(any(feature = "postgresql", feature = "etcd", feature = "s3")),
+        allow(unused_variables, unused_mut)
+    )]
+    fn prepare(
+        options: &'a SnapshotOptions,
+        manifest: &mut Manifest,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let mut p = Prepared::default();
+        #[cfg(feature = "postgresql")]
+        if let Some(pg) = &options.postgresql {
             progress.step(&format!("checking PostgreSQL at {}", pg.target()));
             let info = pg.inspect()?;
             for line in pg.describe(&info) {
                 progress.step(&line);
             }
             manifest.sources.push(pg.source_info(&info)?);
-            Some((pg, info))
+            p.pg = Some((pg, info));
         }
-        None => None,
-    };
-    let etcd_snapshot = match &options.etcd {
-        Some(e) => {
+        #[cfg(feature = "etcd")]
+        if let Some(e) = &options.etcd {
             progress.step(&format!("taking an etcd snapshot from {}", e.endpoint));
             let snap = etcd::save(e, &options.scratch_dir)?;
             manifest.sources.push(SourceInfo {
@@ -295,41 +342,78 @@ pub fn write_archive<W: std::io::Write + Send + 'static>(
                 details: snap.details.clone(),
                 ..Default::default()
             });
-            Some(snap)
+            p.etcd = Some(snap);
         }
-        None => None,
-    };
-    let s3_listed = match &options.s3 {
-        Some(s) => {
+        #[cfg(feature = "s3")]
+        if let Some(s) = &options.s3 {
             progress.step(&format!("listing the S3 buckets at {}", s.endpoint));
             let listed = s3::list(s)?;
             manifest.sources.push(listed.source_info(&s.endpoint));
-            Some(listed)
+            p.s3 = Some(listed);
         }
-        None => None,
-    };
-    let result = write_with(
-        out,
-        options,
-        &manifest,
-        &excludes,
-        Listed {
-            etcd: etcd_snapshot.as_ref(),
-            s3: s3_listed.as_ref(),
-        },
-        pg,
-        progress,
-    );
-    if let Some(s) = &etcd_snapshot {
-        let _ = std::fs::remove_file(&s.path);
+        Ok(p)
     }
-    result
-}
 
-/// What the sources prepared before the archive was started.
-struct Listed<'a> {
-    etcd: Option<&'a EtcdSnapshot>,
-    s3: Option<&'a s3::Listed>,
+    /// Whether the archive holds database pages (denser gzip pays there).
+    fn dense(&self) -> bool {
+        #[cfg(feature = "postgresql")]
+        if matches!(&self.pg, Some((p, _)) if p.options().mode == PgMode::Physical) {
+            return true;
+        }
+        false
+    }
+
+    /// Writes what goes before the paths (the databases); returns what was found while
+    /// writing (LSNs, dump sizes), for the manifest the metadata records.
+    #[cfg_attr(not(feature = "postgresql"), allow(unused_variables))]
+    fn write_before<W: std::io::Write + Send + 'static>(
+        &self,
+        w: &mut ArchiveWriter<W>,
+        progress: &dyn Progress,
+    ) -> Result<Option<(&'static str, std::collections::BTreeMap<String, String>)>> {
+        #[cfg(feature = "postgresql")]
+        if let Some((pg, info)) = &self.pg {
+            let details = match pg.options().mode {
+                PgMode::Logical => pg.write_logical(info, w, progress)?,
+                PgMode::Physical => pg.write_physical(info, w, progress)?,
+            };
+            return Ok(Some((postgres::KIND, details)));
+        }
+        Ok(None)
+    }
+
+    /// Writes what goes after the paths (an etcd snapshot, S3 objects).
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    fn write_after<W: std::io::Write + Send + 'static>(
+        &self,
+        options: &SnapshotOptions,
+        w: &mut ArchiveWriter<W>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        #[cfg(feature = "etcd")]
+        if let Some(snap) = &self.etcd {
+            let mut f = std::fs::File::open(&snap.path)
+                .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?;
+            let size = f
+                .metadata()
+                .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?
+                .len();
+            w.append_stream(SNAPSHOT_ENTRY, size, 0o600, &mut f)?;
+        }
+        #[cfg(feature = "s3")]
+        if let (Some(s), Some(l)) = (&options.s3, &self.s3) {
+            s3::write(s, l, w, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what was staged (the etcd snapshot).
+    fn clean_up(&self) {
+        #[cfg(feature = "etcd")]
+        if let Some(s) = &self.etcd {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
 }
 
 fn write_with<W: std::io::Write + Send + 'static>(
@@ -337,50 +421,26 @@ fn write_with<W: std::io::Write + Send + 'static>(
     options: &SnapshotOptions,
     manifest: &Manifest,
     excludes: &Excludes,
-    listed: Listed<'_>,
-    pg: Option<(&Postgres, ServerInfo)>,
+    prepared: &Prepared<'_>,
     progress: &dyn Progress,
 ) -> Result<(W, ArchiveStats)> {
     let mut archive_options = ArchiveOptions::with_compression(options.compression);
     archive_options.threads = options.compression_threads;
     archive_options.recipients = options.recipients.clone();
-    if matches!(&pg, Some((p, _)) if p.options().mode == PgMode::Physical) {
+    if prepared.dense() {
         // Database pages: zlib-rs's default level is 7.5% larger there than zlib's.
         archive_options.gzip_effort = GzipEffort::Dense;
     }
     let mut w = ArchiveWriter::create(out, manifest, &archive_options)?;
-    // Found while writing (LSNs, dump sizes): kept in the stats' manifest, which the backup's
-    // metadata records.
-    let pg_details = match &pg {
-        Some((pg, info)) => Some(match pg.options().mode {
-            PgMode::Logical => pg.write_logical(info, &mut w, progress)?,
-            PgMode::Physical => pg.write_physical(info, &mut w, progress)?,
-        }),
-        None => None,
-    };
+    let found = prepared.write_before(&mut w, progress)?;
     for p in &options.paths {
         progress.step(&format!("archiving {}", p.display()));
         w.append_tree(p, excludes, progress)?;
     }
-    if let Some(snap) = listed.etcd {
-        let mut f = std::fs::File::open(&snap.path)
-            .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?;
-        let size = f
-            .metadata()
-            .map_err(|e| Error::io("cannot read the etcd snapshot", &snap.path, e))?
-            .len();
-        w.append_stream(SNAPSHOT_ENTRY, size, 0o600, &mut f)?;
-    }
-    if let (Some(s), Some(l)) = (&options.s3, listed.s3) {
-        s3::write(s, l, &mut w, progress)?;
-    }
+    prepared.write_after(options, &mut w, progress)?;
     let (out, mut stats) = w.finish()?;
-    if let Some(details) = pg_details
-        && let Some(s) = stats
-            .manifest
-            .sources
-            .iter_mut()
-            .find(|s| s.kind == postgres::KIND)
+    if let Some((kind, details)) = found
+        && let Some(s) = stats.manifest.sources.iter_mut().find(|s| s.kind == kind)
     {
         s.details.extend(details);
     }

@@ -12,7 +12,9 @@ use crate::archive::{
 };
 use crate::error::{Error, ErrorKind, Result, chain};
 use crate::progress::Progress;
-use crate::source::{etcd, postgres};
+#[cfg(feature = "etcd")]
+use crate::source::etcd;
+use crate::source::postgres;
 use crate::store::Store;
 use crate::store::repo::{BackupMetadata, Repository};
 
@@ -57,6 +59,7 @@ struct Checks {
 
 impl SideSink for Checks {
     fn entry(&mut self, name: &Path, data: &mut dyn std::io::Read) -> Result<bool> {
+        #[cfg(feature = "etcd")]
         if name == Path::new(etcd::SNAPSHOT_ENTRY.trim_start_matches(".charm-backup/")) {
             etcd::check_snapshot(data)?;
             self.etcd = true;
@@ -114,12 +117,18 @@ pub fn check_archive(
         limits,
     };
     // S3 objects are checked against the archive's index, as a restore checks them.
-    let mut collect = crate::source::s3::Collect::new(&mut checks);
-    let archive = verify_source(source, &verify_options, &mut collect, progress)?;
-    let seen = collect.finish();
-    if sources.iter().any(|s| s.kind == crate::source::s3::KIND) {
-        crate::source::s3::check_index(&seen)?;
-    }
+    #[cfg(feature = "s3")]
+    let archive = {
+        let mut collect = crate::source::s3::Collect::new(&mut checks);
+        let archive = verify_source(source, &verify_options, &mut collect, progress)?;
+        let seen = collect.finish();
+        if sources.iter().any(|s| s.kind == crate::source::s3::KIND) {
+            crate::source::s3::check_index(&seen)?;
+        }
+        archive
+    };
+    #[cfg(not(feature = "s3"))]
+    let archive = verify_source(source, &verify_options, &mut checks, progress)?;
     Ok(CheckedArchive {
         archive,
         dumps: checks.dumps,

@@ -1,6 +1,8 @@
 //! Data sources beyond plain paths: things that must be asked for a consistent copy.
 
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod postgres;
 pub mod process;
+#[cfg(feature = "s3")]
 pub mod s3;

@@ -16,11 +16,13 @@
 
 mod local;
 pub mod repo;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::io::{Read, Write};
 
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
 pub use s3::{
     ListedObject, ObjectHeaders, PART_BYTES, PARTS_IN_FLIGHT, RANGE_BYTES, S3Options, S3Store,
     SINGLE_PUT_MAX, Versioning, addressable,

@@ -43,6 +43,8 @@ fn pack() -> anyhow::Result<()> {
             "charm-backup",
             "--bin",
             "dispatch",
+            "--features",
+            "charm",
         ])
         .status()
         .context("cannot run cargo")?;

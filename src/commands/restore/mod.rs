@@ -9,7 +9,9 @@ mod options;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+#[cfg(feature = "postgresql")]
+use std::time::Duration;
+use std::time::Instant;
 
 use crate::archive::{
     ArchiveSource, ChecksumCheck, Excludes, ExtractOptions, check_sha256, extract,
@@ -24,8 +26,12 @@ use crate::commands::snapshot::{SnapshotOptions, snapshot};
 use crate::commands::trash::{remove_any, sweep_trash};
 use crate::error::{Error, ErrorKind, IoContext, Result, chain};
 use crate::progress::Progress;
+#[cfg(feature = "etcd")]
 use crate::source::etcd;
-use crate::source::postgres::{self, Current, LogicalRestore, PgCtl, Postgres};
+use crate::source::postgres::PgCtl;
+#[cfg(feature = "postgresql")]
+use crate::source::postgres::{self, Current, LogicalRestore, Postgres};
+#[cfg(feature = "s3")]
 use crate::source::s3;
 
 pub use options::{RestoreOptions, RestoreStats};
@@ -88,6 +94,23 @@ pub fn restore(
     restored
 }
 
+/// Refuses an archive holding a source this build cannot restore (built without its feature).
+fn refuse_unbuilt_sources(manifest: &crate::archive::Manifest) -> Result<()> {
+    let built = |kind: &str| {
+        (kind != "postgresql" || cfg!(feature = "postgresql"))
+            && (kind != "etcd" || cfg!(feature = "etcd"))
+            && (kind != "s3" || cfg!(feature = "s3"))
+    };
+    match manifest.sources.iter().find(|s| !built(&s.kind)) {
+        Some(s) => Err(Error::invalid(format!(
+            "the archive holds a {} backup, and this program was built without the {:?} \
+             feature that restores it",
+            s.kind, s.kind
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// [`restore`] once the lock is held; waits for `checksum` (taking it) before anything is
 /// swapped.
 fn restore_open(
@@ -99,7 +122,14 @@ fn restore_open(
 ) -> Result<RestoreStats> {
     let manifest = read_manifest_only(archive).map_err(|e| e.with_context(archive.name()))?;
     let roots: Vec<PathBuf> = manifest.roots().iter().map(PathBuf::from).collect();
+    refuse_unbuilt_sources(&manifest)?;
+    #[cfg_attr(not(feature = "postgresql"), allow(unused_mut))]
+    let mut allowed = options.allowed_paths.clone();
+    #[cfg_attr(not(feature = "postgresql"), allow(unused_mut))]
+    let mut pg_ctl: Option<PgCtl> = None;
+    #[cfg(feature = "postgresql")]
     let pg_source = manifest.sources.iter().find(|s| s.kind == postgres::KIND);
+    #[cfg(feature = "postgresql")]
     let pg = match (pg_source, &options.postgresql) {
         (Some(_), None) => {
             return Err(Error::invalid(
@@ -109,9 +139,9 @@ fn restore_open(
         (Some(s), Some(pg)) => Some((s, pg)),
         (None, _) => None,
     };
-    let mut allowed = options.allowed_paths.clone();
-    let mut pg_ctl = None;
+    #[cfg(feature = "postgresql")]
     let mut logical = None;
+    #[cfg(feature = "postgresql")]
     if let Some((source, pg)) = pg {
         if source.details.get("mode").map(String::as_str) == Some("physical") {
             let data_dir = physical_target(pg, source)?;
@@ -157,7 +187,9 @@ fn restore_open(
             )));
         }
     }
+    #[cfg(feature = "etcd")]
     let has_etcd = manifest.sources.iter().any(|s| s.kind == "etcd");
+    #[cfg(feature = "etcd")]
     let etcd = match (&options.etcd, has_etcd) {
         (Some(e), true) => Some(e.clone()),
         (None, true) => {
@@ -167,9 +199,11 @@ fn restore_open(
         }
         (_, false) => None,
     };
+    #[cfg(feature = "etcd")]
     if let Some(e) = &etcd {
         progress.step(&etcd::check_single_member(e)?);
     }
+    #[cfg(feature = "s3")]
     let s3_target = match (
         manifest.sources.iter().any(|s| s.kind == s3::KIND),
         &options.s3,
@@ -185,7 +219,9 @@ fn restore_open(
     };
     // Everything that gets swapped: the archive's paths, and the etcd data directory; a
     // symlinked one where it points.
+    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
     let mut targets: Vec<PathBuf> = roots.iter().map(|r| resolve_target(r)).collect();
+    #[cfg(feature = "etcd")]
     if let Some(e) = &etcd {
         if !e.data_dir.is_absolute() {
             return Err(Error::invalid("etcd-data-dir must be an absolute path"));
@@ -247,26 +283,44 @@ fn restore_open(
     extract_options.stop = checksum.as_ref().map(ChecksumCheck::stop_flag);
     extract_options.redirects = plan.redirects.clone();
     let mut no_sink = ();
+    #[cfg(feature = "postgresql")]
     let inner: &mut dyn crate::archive::SideSink = match logical.as_mut() {
         Some(l) => l,
         None => &mut no_sink,
     };
+    #[cfg(not(feature = "postgresql"))]
+    let inner: &mut dyn crate::archive::SideSink = &mut no_sink;
     // S3 objects are read and hashed, never written to the unit's disk.
-    let mut collect = s3::Collect::new(inner);
+    #[cfg(feature = "s3")]
+    let (extracted, s3_seen) = {
+        let mut collect = s3::Collect::new(inner);
+        let x = extract(
+            archive,
+            &manifest,
+            &plan.staging,
+            &side,
+            &mut collect,
+            &extract_options,
+            progress,
+        );
+        (x, collect.finish())
+    };
+    #[cfg(not(feature = "s3"))]
     let extracted = extract(
         archive,
         &manifest,
         &plan.staging,
         &side,
-        &mut collect,
+        inner,
         &extract_options,
         progress,
     );
-    let s3_seen = collect.finish();
+    #[cfg(feature = "postgresql")]
     let extracted = match logical.as_mut() {
         Some(l) => extracted.and_then(|x| l.finish().map(|()| x)),
         None => extracted,
     };
+    #[cfg(feature = "s3")]
     let mut s3_plan = None;
     let restored_etcd = extracted.and_then(|(x, info)| {
         stats.extracted = x;
@@ -276,6 +330,7 @@ fn restore_open(
         // The file may have changed while its checksum was checked: compare what was read.
         check_sha256(&info.sha256, options.expected_sha256.as_deref())?;
         stats.archive = info;
+        #[cfg(feature = "postgresql")]
         if let (Some(pg), Some((_, p))) = (&pg_ctl, pg) {
             progress.step("checking the restored data directory against its backup manifest");
             p.verify_base(
@@ -283,23 +338,24 @@ fn restore_open(
                 &pg.data_dir,
             )?;
         }
-        match &etcd {
-            Some(e) => {
+        #[cfg(feature = "etcd")]
+        if let Some(e) = &etcd {
+            {
                 progress.step("restoring the etcd snapshot into a fresh data directory");
                 stats.etcd = Some(etcd::restore(
                     &side.join("etcd/snapshot.db"),
                     e,
                     &plan.staging_of(&resolve_target(&e.data_dir)),
                 )?);
-                Ok(())
             }
-            None => Ok(()),
         }
+        Ok(())
     });
     let _ = remove_any(&side);
     if let Err(e) = restored_etcd {
         return Err(undo(&journal, e, "extraction failed"));
     }
+    #[cfg(feature = "s3")]
     if let Some(t) = s3_target {
         // Objects in the way are refused here, before anything is swapped or written.
         match s3::plan_restore(&s3_seen, t, progress) {
@@ -374,7 +430,9 @@ fn restore_open(
         )),
         Err(e) => return Err(undo(&journal, e, "cannot keep the excluded subtrees")),
     }
+    #[cfg_attr(not(feature = "postgresql"), allow(unused_mut))]
     let mut swap_phase = Phase::Swapping;
+    #[cfg(feature = "postgresql")]
     if let Some(l) = logical.as_mut() {
         progress.step("putting the restored databases in place");
         stats.databases = l.databases();
@@ -411,6 +469,7 @@ fn restore_open(
     Journal::clear(&options.state_dir)?;
     // The objects go back while the services are still stopped, so none writes meanwhile;
     // the services start whatever happens.
+    #[cfg(feature = "s3")]
     let put = match (s3_target, &s3_plan) {
         (Some(t), Some(plan)) => Some(
             s3::put_back(
@@ -445,6 +504,7 @@ fn restore_open(
             ),
         )
     })?;
+    #[cfg(feature = "postgresql")]
     if let (Some(ctl), Some((_, p))) = (&pg_ctl, pg)
         && ctl.was_running
     {
@@ -459,6 +519,7 @@ fn restore_open(
             )
         })?;
     }
+    #[cfg(feature = "s3")]
     if let Some(put) = put {
         stats.s3 = Some(put?);
     }
@@ -497,6 +558,7 @@ fn databases_ahead(e: Error) -> Error {
 
 /// The data directory a physical backup goes back to: the backup's own, which must be the
 /// server's (from `postgresql-data-dir`, else asked of the running server).
+#[cfg(feature = "postgresql")]
 fn physical_target(pg: &Postgres, source: &crate::archive::SourceInfo) -> Result<PathBuf> {
     let backup_dir = source.paths.first().map(PathBuf::from).unwrap_or_default();
     let current = match &pg.options().data_dir {

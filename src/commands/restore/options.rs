@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use crate::archive::{ArchiveInfo, Compression, ExtractStats, Limits};
 use crate::commands::snapshot::SnapshotStats;
+#[cfg(feature = "etcd")]
 use crate::source::etcd::{self, EtcdRestoreOptions};
+#[cfg(feature = "postgresql")]
 use crate::source::postgres::{LogicalRestoreOptions, Postgres};
+#[cfg(feature = "s3")]
 use crate::source::s3;
 
 /// How to restore.
@@ -32,10 +35,13 @@ pub struct RestoreOptions {
     /// Archive size limits.
     pub limits: Limits,
     /// How to restore an etcd snapshot the archive holds.
+    #[cfg(feature = "etcd")]
     pub etcd: Option<EtcdRestoreOptions>,
     /// The PostgreSQL server to restore a database backup onto.
+    #[cfg(feature = "postgresql")]
     pub postgresql: Option<Postgres>,
     /// How a logical PostgreSQL restore treats sessions and existing roles.
+    #[cfg(feature = "postgresql")]
     pub logical: LogicalRestoreOptions,
     /// Directories never replaced, even inside a restored path (the Juju agent's, which holds
     /// the unit's state and this restore's journal).
@@ -43,6 +49,7 @@ pub struct RestoreOptions {
     /// Encrypt the saved existing data to these age recipients.
     pub recipients: Option<crate::archive::Recipients>,
     /// Where the S3 objects an archive holds are put back.
+    #[cfg(feature = "s3")]
     pub s3: Option<s3::S3RestoreTarget>,
 }
 
@@ -107,7 +114,9 @@ pub struct RestoreStats {
     /// Non-fatal problems (e.g. a role that could not be restored).
     pub warnings: Vec<String>,
     /// The etcd member restored from the archive's snapshot.
+    #[cfg(feature = "etcd")]
     pub etcd: Option<etcd::EtcdRestored>,
     /// What went back into S3.
+    #[cfg(feature = "s3")]
     pub s3: Option<s3::S3RestoreStats>,
 }

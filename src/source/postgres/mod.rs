@@ -19,32 +19,61 @@
 //! password; the password is handed over separately and reaches the tools through their
 //! environment (never a command line).
 
+//!
+//! Without the `postgresql` feature only what needs no database client is built: finding the
+//! servers that run on this machine and `pg_ctl` ([`PgCtl`]), and reading dumps back with
+//! `pg_restore` ([`verify`]).
+
+#[cfg(feature = "postgresql")]
 use std::collections::BTreeMap;
+#[cfg(feature = "postgresql")]
 use std::fs;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "postgresql")]
+use std::path::Path;
+use std::path::PathBuf;
+#[cfg(feature = "postgresql")]
 use std::process::Command;
 use std::str::FromStr;
+#[cfg(feature = "postgresql")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "postgresql")]
 use crate::archive::SourceInfo;
-use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "postgresql")]
+use crate::error::ErrorKind;
+use crate::error::{Error, Result};
+#[cfg(feature = "postgresql")]
 use crate::progress::Progress;
+#[cfg(feature = "postgresql")]
 use crate::source::process::run;
 
+#[cfg(feature = "postgresql")]
 mod apply;
+#[cfg(feature = "postgresql")]
 mod catalog;
+#[cfg(feature = "postgresql")]
 mod dump;
+#[cfg(feature = "postgresql")]
 mod logical;
+mod pg_ctl;
+#[cfg(feature = "postgresql")]
 mod physical;
+#[cfg(feature = "postgresql")]
 mod server;
+#[cfg(feature = "postgresql")]
 mod statement;
+#[cfg(feature = "postgresql")]
 mod tls;
 pub mod verify;
 
+#[cfg(feature = "postgresql")]
 pub use logical::{LogicalRestore, LogicalRestoreOptions};
-pub use physical::{PgCtl, running_servers};
+pub use pg_ctl::{PgCtl, running_servers};
+#[cfg(feature = "postgresql")]
 use server::check_sessions;
+#[cfg(feature = "postgresql")]
 pub use server::{Database, ServerInfo, Session};
+#[cfg(feature = "postgresql")]
 pub use tls::TlsSettings;
 
 /// The manifest's source kind.
@@ -53,6 +82,7 @@ pub const KIND: &str = "postgresql";
 /// Folder of the dumps under the archive's `.charm-backup/`.
 const SIDE: &str = "postgresql";
 
+#[cfg(feature = "postgresql")]
 /// Prefix of the databases a logical restore creates before renaming them into place.
 const TEMP_PREFIX: &str = "charm_backup_restoring_";
 
@@ -129,6 +159,7 @@ impl PgOptions {
     }
 }
 
+#[cfg(feature = "postgresql")]
 /// A PostgreSQL server to back up or restore.
 #[derive(Debug, Clone)]
 pub struct Postgres {
@@ -137,6 +168,7 @@ pub struct Postgres {
     tls: TlsSettings,
 }
 
+#[cfg(feature = "postgresql")]
 fn pg_error(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_string();
@@ -151,11 +183,13 @@ fn pg_error(e: &postgres::Error) -> String {
     s
 }
 
+#[cfg(feature = "postgresql")]
 fn human(bytes: u64) -> String {
     crate::progress::human_size(bytes)
 }
 
 /// One query's rows, every column as text (`None` for NULL).
+#[cfg(feature = "postgresql")]
 fn rows(client: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
     let msgs = client.simple_query(sql).map_err(|e| {
         Error::new(
@@ -174,10 +208,12 @@ fn rows(client: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<Option<Strin
         .collect())
 }
 
+#[cfg(feature = "postgresql")]
 fn col(row: &[Option<String>], i: usize) -> String {
     row.get(i).cloned().flatten().unwrap_or_default()
 }
 
+#[cfg(feature = "postgresql")]
 impl Postgres {
     /// Checks the connection settings (not the server).
     ///
@@ -383,6 +419,7 @@ impl Postgres {
 }
 
 /// What is known of the cluster being restored onto.
+#[cfg(feature = "postgresql")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Current {
     /// Major version (0 when unknown).
@@ -391,6 +428,7 @@ pub struct Current {
     pub system_identifier: String,
 }
 
+#[cfg(feature = "postgresql")]
 impl Current {
     /// Reads a data directory (`PG_VERSION`, `pg_controldata`), whether the server runs or not.
     /// A directory that does not exist gives nothing to compare with.
@@ -419,6 +457,7 @@ impl Current {
     }
 }
 
+#[cfg(feature = "postgresql")]
 #[cfg(test)]
 mod tests {
     use super::*;
