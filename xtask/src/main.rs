@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask pack` builds the charm.
+//! Project tasks: `cargo xtask pack` builds the charm (this one, or an author's charm crate with
+//! `--charm-dir`).
 
 use std::fs;
 use std::io::Write;
@@ -14,14 +15,37 @@ const MAX_GLIBC: (u32, u32) = (2, 35);
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("pack") => pack(),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask pack\n\n  pack  build release binaries and write dist/charm/ and dist/charm-backup.charm"
-            );
-            std::process::exit(2);
+        Some("pack") => {
+            let mut charm_dir = None;
+            let mut binary = None;
+            let mut it = args[1..].iter();
+            while let Some(a) = it.next() {
+                match (a.as_str(), it.next()) {
+                    ("--charm-dir", Some(d)) => charm_dir = Some(PathBuf::from(d)),
+                    ("--binary", Some(b)) => binary = Some(PathBuf::from(b)),
+                    _ => usage(),
+                }
+            }
+            pack(charm_dir, binary)
         }
+        _ => usage(),
     }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo xtask pack [--charm-dir DIR] [--binary FILE]
+
+  pack  build the charm's release `dispatch` and write DIR/dist/charm/ and DIR/dist/<name>.charm
+        (name from DIR/metadata.yaml): metadata.yaml, actions.yaml, config.yaml, README.md and
+        hooks/ when present, a manifest.yaml, the binary (checked to need no glibc newer than
+        Ubuntu 22.04's), and actions/<name> and hooks/<name> links to it.
+
+  --charm-dir DIR  an author's charm crate (default: this charm, built with --features charm);
+                   its `dispatch` binary is built with cargo build --release
+  --binary FILE    pack this binary instead of building one"
+    );
+    std::process::exit(2);
 }
 
 fn root() -> PathBuf {
@@ -31,26 +55,38 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn pack() -> anyhow::Result<()> {
-    let root = root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "charm-backup",
-            "--bin",
-            "dispatch",
-            "--features",
-            "charm",
-        ])
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
+fn pack(charm_dir: Option<PathBuf>, binary: Option<PathBuf>) -> anyhow::Result<()> {
+    let ours = charm_dir.is_none();
+    let root = match charm_dir {
+        Some(d) => {
+            fs::canonicalize(&d).with_context(|| format!("no charm directory {}", d.display()))?
+        }
+        None => root(),
+    };
+    let name = charm_name(
+        &fs::read_to_string(root.join("metadata.yaml"))
+            .context("the charm directory has no metadata.yaml")?,
+    )?;
+    let built = match binary {
+        Some(b) => b,
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(&cargo);
+            cmd.current_dir(&root)
+                .args(["build", "--release", "--bin", "dispatch"]);
+            if ours {
+                cmd.args(["--package", "charm-backup", "--features", "charm"]);
+            }
+            let status = cmd.status().context("cannot run cargo")?;
+            if !status.success() {
+                bail!("cargo build failed");
+            }
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join("target"));
+            target.join("release/dispatch")
+        }
+    };
     let dist = root.join("dist");
     let charm = dist.join("charm");
     if charm.exists() {
@@ -59,21 +95,26 @@ fn pack() -> anyhow::Result<()> {
     fs::create_dir_all(charm.join("actions"))?;
     fs::create_dir_all(charm.join("hooks"))?;
     for f in ["metadata.yaml", "actions.yaml", "config.yaml", "README.md"] {
+        if f == "README.md" && !root.join(f).exists() {
+            continue;
+        }
         fs::copy(root.join(f), charm.join(f)).with_context(|| format!("cannot copy {f}"))?;
     }
     fs::write(charm.join("manifest.yaml"), manifest())?;
     let bin = charm.join("dispatch");
-    fs::copy(root.join("target/release/dispatch"), &bin)?;
+    fs::copy(&built, &bin).with_context(|| format!("cannot copy {}", built.display()))?;
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
     check_glibc(&bin)?;
     for name in action_names(&fs::read_to_string(root.join("actions.yaml"))?) {
         std::os::unix::fs::symlink("../dispatch", charm.join("actions").join(name))?;
     }
-    for entry in fs::read_dir(root.join("hooks"))? {
-        let entry = entry?;
-        std::os::unix::fs::symlink("../dispatch", charm.join("hooks").join(entry.file_name()))?;
+    if root.join("hooks").is_dir() {
+        for entry in fs::read_dir(root.join("hooks"))? {
+            let entry = entry?;
+            std::os::unix::fs::symlink("../dispatch", charm.join("hooks").join(entry.file_name()))?;
+        }
     }
-    let zip_path = dist.join("charm-backup.charm");
+    let zip_path = dist.join(format!("{name}.charm"));
     write_zip(&charm, &zip_path)?;
     println!("     bytes  file");
     let mut files = Vec::new();
@@ -94,6 +135,16 @@ fn pack() -> anyhow::Result<()> {
         zip_len as f64 / 1048576.0
     );
     Ok(())
+}
+
+/// The charm's name: metadata.yaml's top-level `name:`.
+fn charm_name(metadata: &str) -> anyhow::Result<String> {
+    metadata
+        .lines()
+        .find_map(|l| l.strip_prefix("name:"))
+        .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|n| !n.is_empty())
+        .context("metadata.yaml has no top-level name")
 }
 
 /// Top-level keys of actions.yaml: lines that start with a name and end with a colon.
