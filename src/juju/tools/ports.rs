@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn sorted_and_conflicting_as_juju() {
-        let mut v = vec![
+        let mut v = [
             PortRange::udp(53),
             PortRange::range(100, 200, Protocol::Tcp).unwrap(),
             PortRange::icmp(),
