@@ -7,6 +7,43 @@
 //! behaviour (key rules, merges, error texts), reached through the same client code a real unit
 //! uses.
 //!
+//! With the charm's `metadata.yaml` ([`Harness::from_charm_dir`], [`Harness::with_metadata`])
+//! the unit is `<charm name>/0` and every relation endpoint and resource a test names is checked
+//! against it. [`Relation`] describes a relation with each remote unit's data, this unit's own
+//! data, or a peer relation. Every output carries the [`UnitState`] the run left (relation data,
+//! leadership settings, stored state, status, workload version, ports), which
+//! [`Harness::with_state`] carries into the next run, as Scenario's `State` does:
+//!
+//! ```
+//! use charm_backup::juju::Charm;
+//! use charm_backup::testing::{Harness, Relation};
+//!
+//! let metadata = "name: kv\nrequires:\n  db: {interface: pgsql}\npeers:\n  cluster: {interface: kv}\n";
+//! let h = Harness::with_metadata(metadata, "{}", "options: {}")?
+//!     .with_relation(Relation::new("db", "postgresql").unit(0, [("host", "10.0.0.1")]))
+//!     .with_relation(Relation::peer("cluster").unit(1, [("ready", "true")]));
+//! let charm = Charm::new().hooks(|ctx, hook| {
+//!     match hook {
+//!         "install" => ctx.store([("installed", "yes")])?,
+//!         _ => {
+//!             let seen = ctx.stored("installed")?.ok_or("install did not run")?;
+//!             let db = ctx.tools().relation_ids("db")?.remove(0);
+//!             let host = ctx.relation_units(&db)?["postgresql/0"]["host"].clone();
+//!             ctx.set_relation_data(&db, [("installed", seen.as_str()), ("host-seen", host.as_str())], false)?;
+//!         }
+//!     }
+//!     Ok(())
+//! });
+//! let installed = h.run_hook(&charm, "install");
+//! assert_eq!(h.state().unit, "kv/0");
+//! let changed = h.with_state(installed.state).run_hook(&charm, "config-changed");
+//! assert_eq!(changed.error, None);
+//! assert_eq!(changed.state.relation("db").unwrap().local_unit_data["host-seen"], "10.0.0.1");
+//! # Ok::<(), charm_backup::Error>(())
+//! ```
+//!
+//! An action, its params checked against `actions.yaml`:
+//!
 //! ```
 //! use charm_backup::juju::{Action, BoxError, Context};
 //! use charm_backup::testing::{Harness, action};

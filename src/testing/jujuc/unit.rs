@@ -150,8 +150,9 @@ impl FakeAgent {
         p.emit(&v)
     }
 
-    /// `leader-set <key>=<value> ...` (`leader-set.go`, the merge in the uniter's leadership
-    /// context): written at once, an empty value deletes the key; only the leader may write.
+    /// `leader-set <key>=<value> ...` (`leader-set.go`; `runner/context/leader.go`
+    /// `WriteLeaderSettings`; `state/application.go` `UpdateLeaderSettings`): written at once,
+    /// an empty value deletes the key; only the leader may write, even nothing.
     pub(super) fn leader_set(&self, args: &[String]) -> Out {
         let p = parse(args, &[])?;
         let settings = key_values(&p.args)?;
