@@ -280,3 +280,76 @@ fn a_missing_hook_tool_is_a_clear_error() {
         "no event without JUJU_DISPATCH_PATH"
     );
 }
+
+// The tools that write settings and ports, each through the real client against the fake
+// agent, and straight through the fake for the flags, formats and errors the client never
+// sends.
+#[path = "hook_tools/ports.rs"]
+mod ports;
+#[path = "hook_tools/relations.rs"]
+mod relations;
+#[path = "hook_tools/settings.rs"]
+mod settings;
+
+/// Runs one tool on the fake agent directly: exit status, stdout, stderr.
+fn call(a: &FakeAgent, tool: &str, args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let o = a.call(tool, &args);
+    (
+        o.status,
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A run error (exit 1) as Juju prints it.
+fn run_error(msg: &str) -> (i32, String, String) {
+    (1, String::new(), format!("ERROR {msg}\n"))
+}
+
+/// A usage error (exit 2) as Juju prints it.
+fn usage_error(msg: &str) -> (i32, String, String) {
+    (2, String::new(), format!("ERROR {msg}\n"))
+}
+
+/// Success with this stdout.
+fn printed(out: &str) -> (i32, String, String) {
+    (0, out.to_string(), String::new())
+}
+
+/// Forwards every call to a fake agent and keeps its arguments.
+#[derive(Clone)]
+struct Spy {
+    agent: FakeAgent,
+    calls: Calls,
+}
+
+impl Spy {
+    fn new(agent: &FakeAgent) -> (Spy, HookTools) {
+        let spy = Spy {
+            agent: agent.clone(),
+            calls: Calls::default(),
+        };
+        (spy.clone(), HookTools::new(Box::new(spy)))
+    }
+
+    /// The last call: tool and arguments.
+    fn last(&self) -> (String, Vec<String>) {
+        self.calls.lock().unwrap().last().cloned().unwrap()
+    }
+}
+
+impl ToolRunner for Spy {
+    fn invoke(&self, tool: &str, args: &[String]) -> charm_backup::Result<ToolOutput> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((tool.to_string(), args.to_vec()));
+        self.agent.invoke(tool, args)
+    }
+}
+
+/// Argument lists from string literals.
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}

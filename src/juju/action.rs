@@ -14,6 +14,8 @@ use crate::error::{Error, ErrorKind, Result, chain};
 use crate::juju::context::{Event, JujuContext};
 use crate::juju::tools::{HookTools, LogLevel, Status, flatten_results};
 
+mod data;
+
 /// The error an action or hook handler returns: anything that is a `std::error::Error`,
 /// including `anyhow::Error` and this crate's [`Error`]. Its whole source chain is reported.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -15,6 +15,7 @@ pub use action::{
 pub use context::{Event, JujuContext, program_name};
 pub use progress::ActionProgress;
 pub use tools::{
-    HookTools, LogLevel, MAX_ARG_BYTES, ProcessRunner, RESERVED_RESULT_KEYS, Status, ToolOutput,
-    ToolRunner, check_result_key, flatten_results, is_valid_name,
+    HookTools, LogLevel, MAX_ARG_BYTES, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, PortRange,
+    ProcessRunner, Protocol, RESERVED_RESULT_KEYS, Status, ToolOutput, ToolRunner,
+    check_result_key, flatten_results, is_valid_name,
 };

@@ -15,6 +15,12 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Result};
 use crate::juju::replay::{REPLAYABLE, RecordedCall};
 
+mod ports;
+mod settings;
+
+pub use ports::{PortRange, Protocol};
+pub use settings::{MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES};
+
 /// Linux `MAX_ARG_STRLEN` (32 pages) less the terminating NUL: the longest single argument the
 /// kernel passes to a program.
 pub const MAX_ARG_BYTES: usize = 32 * 4096 - 1;

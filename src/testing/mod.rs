@@ -7,6 +7,43 @@
 //! behaviour (key rules, merges, error texts), reached through the same client code a real unit
 //! uses.
 //!
+//! With the charm's `metadata.yaml` ([`Harness::from_charm_dir`], [`Harness::with_metadata`])
+//! the unit is `<charm name>/0` and every relation endpoint and resource a test names is checked
+//! against it. [`Relation`] describes a relation with each remote unit's data, this unit's own
+//! data, or a peer relation. Every output carries the [`UnitState`] the run left (relation data,
+//! leadership settings, stored state, status, workload version, ports), which
+//! [`Harness::with_state`] carries into the next run, as Scenario's `State` does:
+//!
+//! ```
+//! use charm_backup::juju::Charm;
+//! use charm_backup::testing::{Harness, Relation};
+//!
+//! let metadata = "name: kv\nrequires:\n  db: {interface: pgsql}\npeers:\n  cluster: {interface: kv}\n";
+//! let h = Harness::with_metadata(metadata, "{}", "options: {}")?
+//!     .with_relation(Relation::new("db", "postgresql").unit(0, [("host", "10.0.0.1")]))
+//!     .with_relation(Relation::peer("cluster").unit(1, [("ready", "true")]));
+//! let charm = Charm::new().hooks(|ctx, hook| {
+//!     match hook {
+//!         "install" => ctx.store([("installed", "yes")])?,
+//!         _ => {
+//!             let seen = ctx.stored("installed")?.ok_or("install did not run")?;
+//!             let db = ctx.tools().relation_ids("db")?.remove(0);
+//!             let host = ctx.relation_units(&db)?["postgresql/0"]["host"].clone();
+//!             ctx.set_relation_data(&db, [("installed", seen.as_str()), ("host-seen", host.as_str())], false)?;
+//!         }
+//!     }
+//!     Ok(())
+//! });
+//! let installed = h.run_hook(&charm, "install");
+//! assert_eq!(h.state().unit, "kv/0");
+//! let changed = h.with_state(installed.state).run_hook(&charm, "config-changed");
+//! assert_eq!(changed.error, None);
+//! assert_eq!(changed.state.relation("db").unwrap().local_unit_data["host-seen"], "10.0.0.1");
+//! # Ok::<(), charm_backup::Error>(())
+//! ```
+//!
+//! An action, its params checked against `actions.yaml`:
+//!
 //! ```
 //! use charm_backup::juju::{Action, BoxError, Context};
 //! use charm_backup::testing::{Harness, action};
@@ -60,17 +97,19 @@
 //! # Ok::<(), charm_backup::Error>(())
 //! ```
 
+pub mod charm_metadata;
+mod harness;
 pub mod jujuc;
 pub mod metadata;
-
-use std::path::{Path, PathBuf};
+mod relation;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::juju::{Action, Charm, Context, Event, HookTools, JujuContext, Outcome, execute};
+pub use charm_metadata::{CharmMetadata, EndpointRole};
+pub use harness::Harness;
 pub use jujuc::{FakeAgent, FakeRelation, LogLine, UnitState};
 pub use metadata::{ActionSpecs, ConfigSpec, parse_cli_params};
+pub use relation::Relation;
 
 /// An action to run, with its params.
 #[derive(Debug, Clone)]
@@ -105,7 +144,9 @@ pub struct ActionOutput {
     pub logs: Vec<String>,
     /// The unit status and message afterwards.
     pub status: (String, String),
-    /// Everything the fake agent recorded.
+    /// Everything the fake agent recorded: results, logs, relation data, leadership settings,
+    /// stored state, status, workload version and ports. Carry it into the next run with
+    /// [`Harness::with_state`].
     pub state: UnitState,
 }
 
@@ -146,277 +187,9 @@ pub struct HookOutput {
     pub juju_logs: Vec<String>,
     /// The hook's error, when it failed (Juju would put the unit in error state).
     pub error: Option<String>,
-}
-
-/// A unit to run actions and hooks on, built up with config, leadership, relations and
-/// resources.
-#[derive(Debug, Clone)]
-pub struct Harness {
-    actions: ActionSpecs,
-    config_spec: ConfigSpec,
-    state: UnitState,
-    charm_dir: PathBuf,
-}
-
-impl Harness {
-    /// A unit `<app>/0` of a charm with this `actions.yaml` and `config.yaml`, config at its
-    /// defaults, leader.
-    ///
-    /// # Errors
-    /// When either file is invalid the way Juju would reject it.
-    pub fn new(actions_yaml: &str, config_yaml: &str) -> Result<Self> {
-        let config_spec = ConfigSpec::parse(config_yaml)?;
-        Ok(Harness {
-            actions: ActionSpecs::parse(actions_yaml)?,
-            state: UnitState {
-                unit: "charm-backup/0".into(),
-                config: config_spec.defaults(),
-                leader: true,
-                status: ("unknown".into(), String::new()),
-                ..Default::default()
-            },
-            config_spec,
-            charm_dir: PathBuf::from("."),
-        })
-    }
-
-    /// A harness for the charm whose files are in `dir`.
-    ///
-    /// # Errors
-    /// When a file is missing or invalid.
-    pub fn from_charm_dir(dir: &Path) -> Result<Self> {
-        let read = |f: &str| {
-            let p = dir.join(f);
-            std::fs::read_to_string(&p).map_err(|e| Error::io("cannot read charm file", &p, e))
-        };
-        let mut h = Harness::new(&read("actions.yaml")?, &read("config.yaml")?)?;
-        h.charm_dir = dir.to_path_buf();
-        Ok(h)
-    }
-
-    /// Names the unit (`app/n`).
-    pub fn unit(mut self, name: &str) -> Self {
-        self.state.unit = name.to_string();
-        self
-    }
-
-    /// Sets a config option (checked against `config.yaml`; a string is converted to the
-    /// option's type as `juju config` does).
-    ///
-    /// # Panics
-    /// When the option is unknown or the value has the wrong type: that is a bug in the test.
-    pub fn config(mut self, key: &str, value: impl Into<Value>) -> Self {
-        let v = match value.into() {
-            Value::String(s) => match self.config_spec.coerce(key, &s) {
-                Ok(v) => v,
-                Err(e) => panic!("{e}"),
-            },
-            v => {
-                assert!(
-                    self.config_spec.options.contains_key(key),
-                    "unknown option {key:?}"
-                );
-                v
-            }
-        };
-        self.state.config.insert(key.to_string(), v);
-        self
-    }
-
-    /// Sets the charm directory the handler sees in `JUJU_CHARM_DIR` (the charm's files are
-    /// still read from where the harness was made). Handlers that keep state beside the
-    /// charm directory then keep it under `dir`'s parent.
-    pub fn charm_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.charm_dir = dir.into();
-        self
-    }
-
-    /// Sets leadership.
-    pub fn leader(mut self, leader: bool) -> Self {
-        self.state.leader = leader;
-        self
-    }
-
-    /// Adds a relation on `endpoint` to application `app` (one unit, `app/0`) with that
-    /// application's data.
-    pub fn relation<'a>(
-        mut self,
-        endpoint: &str,
-        app: &str,
-        data: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Self {
-        let id = self.state.relations.len() as u32 + 1;
-        self.state.relations.push(FakeRelation {
-            id,
-            endpoint: endpoint.to_string(),
-            app: app.to_string(),
-            units: vec![format!("{app}/0")],
-            app_data: data
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            unit_data: Default::default(),
-        });
-        self
-    }
-
-    /// Attaches a file resource.
-    pub fn resource(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
-        self.state.resources.insert(name.to_string(), path.into());
-        self
-    }
-
-    /// Grants the unit a secret: `uri` (`secret:<20 characters>`) holding `key` = `value`
-    /// (call again for more keys).
-    pub fn secret(mut self, uri: &str, key: &str, value: &str) -> Self {
-        self.state
-            .secrets
-            .entry(uri.to_string())
-            .or_default()
-            .insert(key.to_string(), value.to_string());
-        self
-    }
-
-    /// The parsed `actions.yaml`.
-    pub fn actions(&self) -> &ActionSpecs {
-        &self.actions
-    }
-
-    fn context(&self, agent: &FakeAgent, action: Option<&str>) -> Context {
-        let mut vars = vec![
-            ("JUJU_UNIT_NAME".to_string(), self.state.unit.clone()),
-            ("JUJU_MODEL_NAME".into(), "test".into()),
-            (
-                "JUJU_MODEL_UUID".into(),
-                "00000000-0000-4000-8000-000000000000".into(),
-            ),
-            (
-                "JUJU_CHARM_DIR".into(),
-                self.charm_dir.display().to_string(),
-            ),
-            ("JUJU_VERSION".into(), "3.6.1".into()),
-        ];
-        if let Some(a) = action {
-            vars.extend([
-                ("JUJU_ACTION_NAME".to_string(), a.to_string()),
-                ("JUJU_ACTION_UUID".into(), "1".into()),
-                ("JUJU_ACTION_TAG".into(), "action-1".into()),
-                ("JUJU_DISPATCH_PATH".into(), format!("actions/{a}")),
-            ]);
-        }
-        Context::new(
-            JujuContext::from_vars(vars),
-            HookTools::new(Box::new(agent.clone())),
-        )
-    }
-
-    fn prepare(&self, call: &ActionCall) -> std::result::Result<FakeAgent, ActionFailed> {
-        let params = self
-            .actions
-            .prepare(
-                &self.state.unit,
-                &call.name,
-                &Value::Object(call.params.clone()),
-            )
-            .map_err(|e| ActionFailed {
-                scheduled: false,
-                message: e.to_string(),
-                logs: Vec::new(),
-                results: Value::Object(Map::new()),
-                state: None,
-            })?;
-        Ok(FakeAgent::new(UnitState {
-            params: Some(params),
-            ..self.state.clone()
-        }))
-    }
-
-    fn finish(
-        agent: &FakeAgent,
-        outcome: Outcome,
-    ) -> std::result::Result<ActionOutput, ActionFailed> {
-        let st = agent.state();
-        let logs: Vec<String> = st.logs.iter().map(|l| l.message.clone()).collect();
-        let results = Value::Object(st.results.clone());
-        if st.failed || !matches!(outcome, Outcome::Completed) {
-            let message = match outcome {
-                Outcome::Unreported(_) => "exit status 1".to_string(),
-                _ => st.fail_message.clone(),
-            };
-            return Err(ActionFailed {
-                scheduled: true,
-                message,
-                logs,
-                results,
-                state: Some(Box::new(st)),
-            });
-        }
-        Ok(ActionOutput {
-            results,
-            logs,
-            status: st.status.clone(),
-            state: st,
-        })
-    }
-
-    /// Runs one action handler.
-    ///
-    /// # Errors
-    /// [`ActionFailed`] when Juju would refuse the params or `call` names another action than
-    /// the handler's (`scheduled: false`), or the action failed.
-    pub fn run<A: Action>(
-        &self,
-        call: ActionCall,
-        handler: &A,
-    ) -> std::result::Result<ActionOutput, ActionFailed> {
-        if call.name != A::NAME {
-            return Err(ActionFailed {
-                scheduled: false,
-                message: format!(
-                    "action {:?} was run through the handler of {:?}: run it through its own \
-                     handler, or through the whole charm with run_action",
-                    call.name,
-                    A::NAME
-                ),
-                logs: Vec::new(),
-                results: Value::Object(Map::new()),
-                state: None,
-            });
-        }
-        let agent = self.prepare(&call)?;
-        let mut ctx = self.context(&agent, Some(&call.name));
-        let outcome = execute(handler, &mut ctx);
-        Harness::finish(&agent, outcome)
-    }
-
-    /// Runs an action through a whole [`Charm`], as its dispatch binary would.
-    ///
-    /// # Errors
-    /// As [`Harness::run`].
-    pub fn run_action(
-        &self,
-        charm: &Charm,
-        call: ActionCall,
-    ) -> std::result::Result<ActionOutput, ActionFailed> {
-        let agent = self.prepare(&call)?;
-        let mut ctx = self.context(&agent, Some(&call.name));
-        let outcome = charm.run_event(&Event::Action(call.name.clone()), &mut ctx);
-        Harness::finish(&agent, outcome)
-    }
-
-    /// Runs a hook through a [`Charm`].
-    pub fn run_hook(&self, charm: &Charm, hook: &str) -> HookOutput {
-        let agent = FakeAgent::new(self.state.clone());
-        let mut ctx = self.context(&agent, None);
-        let outcome = charm.run_event(&Event::Hook(hook.to_string()), &mut ctx);
-        let st = agent.state();
-        HookOutput {
-            status: st.status,
-            juju_logs: st.juju_logs,
-            error: match outcome {
-                Outcome::Unreported(m) | Outcome::Failed(m) => Some(m),
-                Outcome::Completed => None,
-            },
-        }
-    }
+    /// Everything the fake agent recorded: relation data, leadership settings, stored state,
+    /// status, workload version and ports as the hook left them (a failed hook's relation
+    /// data, stored state and ports are dropped, as Juju drops them). Carry it into the next
+    /// run with [`Harness::with_state`].
+    pub state: UnitState,
 }
