@@ -14,13 +14,15 @@ use crate::juju::context::JujuContext;
 use crate::juju::tools::{HookTools, ToolOutput, ToolRunner};
 
 /// The tools whose answers are kept and replayed.
-pub const REPLAYABLE: [&str; 6] = [
+pub const REPLAYABLE: [&str; 8] = [
     "config-get",
     "relation-ids",
     "relation-list",
     "relation-get",
     "secret-get",
     "is-leader",
+    "leader-get",
+    "state-get",
 ];
 
 /// One tool call and its answer.

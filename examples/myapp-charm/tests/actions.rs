@@ -7,7 +7,6 @@ use charm_backup::testing::{Harness, action};
 fn harness(data: &Path, unit: &Path) -> Harness {
     Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
         .unwrap()
-        .unit("myapp/0")
         .charm_dir(unit.join("charm"))
         .config("data-dir", data.display().to_string())
 }

@@ -511,6 +511,12 @@ fn run_action(
         }),
     };
     drop(server);
+    // As Juju: what the hook tools hold back (relation data, stored state, ports) is applied
+    // only when the process exits 0.
+    match &finished {
+        Some(f) if f.code == 0 => agent.commit(),
+        _ => agent.discard(),
+    }
     let completed = jiff::Timestamp::now();
     let st = agent.state();
     let mut results = st.results.clone();
@@ -612,6 +618,11 @@ fn run_hook(args: &UnitArgs, w: &WorldArgs, hook: &str) -> anyhow::Result<ExitCo
         },
     };
     drop(server);
+    if finished.code == 0 {
+        agent.commit();
+    } else {
+        agent.discard();
+    }
     let st = agent.state();
     local.persisted.status = st.status.clone();
     local.unit.save(&local.persisted)?;
