@@ -70,8 +70,12 @@
 //!   `rustls`, `tokio`).
 //! - `postgresql`: PostgreSQL as a source (`postgres`, `rustls`).
 //! - `etcd`: etcd as a source (through `etcdctl`; no crate of its own).
+//! - `encryption`: archives encrypted to age X25519 recipients (the `age` crate); without it
+//!   no recipient can be given, so nothing is written in plaintext in place of an encrypted
+//!   archive, and an encrypted one is refused saying so.
+//! - `zstd`: zstd compression besides gzip (the C zstd library).
 //! - `charm`: this charm's own actions and hooks (the `charm` module) and its `dispatch`
-//!   binary; turns on the three above.
+//!   binary; turns on all of the above.
 //! - `testing`: the in-process harness (the `testing` module); pulls a YAML parser and a JSON
 //!   Schema validator, so it stays out of packed charms.
 //! - `agent`: the `charm-backup` local agent binary (adds `clap` and `anyhow`).

@@ -38,7 +38,12 @@ impl std::str::FromStr for Compression {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "gzip" | "gz" => Ok(Compression::Gzip),
+            #[cfg(feature = "zstd")]
             "zstd" | "zst" => Ok(Compression::Zstd),
+            #[cfg(not(feature = "zstd"))]
+            "zstd" | "zst" => Err(Error::invalid(
+                "zstd compression needs charm-backup built with the zstd feature: use gzip",
+            )),
             other => Err(Error::invalid(format!(
                 "unknown compression {other:?}: use gzip or zstd"
             ))),
@@ -71,6 +76,7 @@ pub(crate) fn cpus() -> usize {
 pub(crate) enum Encoder<W: Write + Send + 'static> {
     Gzip(flate2::write::GzEncoder<W>),
     ParGzip(gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>),
+    #[cfg(feature = "zstd")]
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -141,12 +147,20 @@ impl<W: Write + Send + 'static> Encoder<W> {
             Compression::Gzip => {
                 Encoder::Gzip(flate2::write::GzEncoder::new(inner, effort.level()))
             }
+            #[cfg(feature = "zstd")]
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(inner, 3)?;
                 if threads > 1 {
                     e.multithread(threads as u32)?;
                 }
                 Encoder::Zstd(e)
+            }
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => {
+                let _ = (inner, threads);
+                return Err(std::io::Error::other(
+                    "zstd compression needs charm-backup built with the zstd feature",
+                ));
             }
         })
     }
@@ -155,6 +169,7 @@ impl<W: Write + Send + 'static> Encoder<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
             Encoder::ParGzip(mut e) => e.finish().map_err(gzp_err),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.finish(),
         }
     }
@@ -165,6 +180,7 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
         match self {
             Encoder::Gzip(e) => e.write(buf),
             Encoder::ParGzip(e) => e.write(buf),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.write(buf),
         }
     }
@@ -172,6 +188,7 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
         match self {
             Encoder::Gzip(e) => e.flush(),
             Encoder::ParGzip(e) => e.flush(),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.flush(),
         }
     }

@@ -4,12 +4,19 @@
 //! public keys are needed to write, so a unit that backs up cannot read its earlier backups.
 //!
 //! What `age -d -i key.txt` and `age -r age1...` read and write, byte for byte in format.
+//!
+//! Built with the `encryption` feature (the `age` crate). Without it no recipient or identity
+//! can be parsed, so nothing is ever written in plaintext in place of an encrypted archive,
+//! and an encrypted archive is refused with what to turn on.
 
 use std::io::{self, BufRead, Read, Write};
+#[cfg(feature = "encryption")]
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "encryption")]
+use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 
 /// How every age file starts.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
@@ -17,9 +24,19 @@ pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
 /// The file-name suffix of encrypted archives.
 pub const AGE_SUFFIX: &str = ".age";
 
+/// What a build without the `encryption` feature says when asked to encrypt or decrypt.
+#[cfg(not(feature = "encryption"))]
+const NOT_BUILT: &str = "this program was built without the encryption feature (the age crate), which age encryption needs";
+
 /// Public keys to encrypt to (`age1...`): any one of their identities decrypts.
+#[cfg(feature = "encryption")]
 #[derive(Clone)]
 pub struct Recipients(Arc<Vec<(String, age::x25519::Recipient)>>);
+
+/// Public keys to encrypt to (`age1...`); none can be parsed without the `encryption` feature.
+#[cfg(not(feature = "encryption"))]
+#[derive(Clone)]
+pub struct Recipients(Arc<Vec<(String, ())>>);
 
 impl std::fmt::Debug for Recipients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +58,13 @@ impl Recipients {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] naming the first word that is not an age X25519 recipient.
     pub fn parse(text: &str) -> Result<Option<Self>> {
+        #[cfg(not(feature = "encryption"))]
+        if !text.trim().is_empty() {
+            return Err(Error::invalid(NOT_BUILT));
+        }
+        #[cfg_attr(not(feature = "encryption"), allow(unused_mut))]
         let mut out = Vec::new();
+        #[cfg(feature = "encryption")]
         for word in text.split_whitespace() {
             let r = age::x25519::Recipient::from_str(word).map_err(|why| {
                 Error::invalid(format!(
@@ -62,8 +85,14 @@ impl Recipients {
 }
 
 /// Secret keys to decrypt with (`AGE-SECRET-KEY-1...`). Never printed.
+#[cfg(feature = "encryption")]
 #[derive(Clone)]
 pub struct Identities(Arc<Vec<age::x25519::Identity>>);
+
+/// Secret keys to decrypt with; none can be parsed without the `encryption` feature.
+#[cfg(not(feature = "encryption"))]
+#[derive(Clone)]
+pub struct Identities(Arc<Vec<()>>);
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +108,17 @@ impl Identities {
     /// [`ErrorKind::InvalidInput`] for a line that is not an identity (never quoting it) or
     /// when there is none.
     pub fn parse(text: &str) -> Result<Self> {
+        #[cfg(not(feature = "encryption"))]
+        {
+            let _ = text;
+            Err(Error::invalid(NOT_BUILT))
+        }
+        #[cfg(feature = "encryption")]
+        Self::parse_keys(text)
+    }
+
+    #[cfg(feature = "encryption")]
+    fn parse_keys(text: &str) -> Result<Self> {
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -103,7 +143,10 @@ impl Identities {
 
     /// The public keys of these identities.
     pub fn recipients(&self) -> Vec<String> {
-        self.0.iter().map(|i| i.to_public().to_string()).collect()
+        #[cfg(feature = "encryption")]
+        return self.0.iter().map(|i| i.to_public().to_string()).collect();
+        #[cfg(not(feature = "encryption"))]
+        Vec::new()
     }
 }
 
@@ -112,6 +155,7 @@ pub(crate) enum Sealed<W: Write> {
     /// No encryption.
     Plain(W),
     /// age.
+    #[cfg(feature = "encryption")]
     Age(age::stream::StreamWriter<W>),
 }
 
@@ -121,9 +165,16 @@ impl<W: Write> Sealed<W> {
         let Some(r) = recipients else {
             return Ok(Sealed::Plain(out));
         };
+        #[cfg(not(feature = "encryption"))]
+        {
+            let _ = r;
+            Err(io::Error::other(NOT_BUILT))
+        }
+        #[cfg(feature = "encryption")]
         let encryptor =
             age::Encryptor::with_recipients(r.0.iter().map(|(_, k)| k as &dyn age::Recipient))
                 .map_err(|e| io::Error::other(format!("cannot encrypt: {e}")))?;
+        #[cfg(feature = "encryption")]
         encryptor.wrap_output(out).map(Sealed::Age)
     }
 
@@ -131,6 +182,7 @@ impl<W: Write> Sealed<W> {
     pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Sealed::Plain(w) => Ok(w),
+            #[cfg(feature = "encryption")]
             Sealed::Age(w) => w.finish(),
         }
     }
@@ -140,12 +192,14 @@ impl<W: Write> Write for Sealed<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sealed::Plain(w) => w.write(buf),
+            #[cfg(feature = "encryption")]
             Sealed::Age(w) => w.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sealed::Plain(w) => w.flush(),
+            #[cfg(feature = "encryption")]
             Sealed::Age(w) => w.flush(),
         }
     }
@@ -167,12 +221,20 @@ pub(crate) fn open<R: BufRead + Send + 'static>(
             "the archive is encrypted with age and no identity was given to decrypt it",
         ));
     };
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = (input, ids);
+        Err::<std::io::Empty, _>(Error::invalid(NOT_BUILT))
+    }
+    #[cfg(feature = "encryption")]
     let decryptor = age::Decryptor::new_buffered(input).map_err(decrypt_err)?;
+    #[cfg(feature = "encryption")]
     decryptor
         .decrypt(ids.0.iter().map(|i| i as &dyn age::Identity))
         .map_err(decrypt_err)
 }
 
+#[cfg(feature = "encryption")]
 fn decrypt_err(e: age::DecryptError) -> Error {
     match e {
         age::DecryptError::NoMatchingKeys => Error::invalid(
@@ -188,7 +250,7 @@ fn decrypt_err(e: age::DecryptError) -> Error {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "encryption"))]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;

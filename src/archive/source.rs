@@ -251,10 +251,19 @@ pub(crate) fn open_stream(source: &dyn ArchiveSource) -> Result<(Decoded, Compre
                     pump(&mut d, &tx, &spares)?;
                     d.into_inner()
                 }
+                #[cfg(feature = "zstd")]
                 Compression::Zstd => {
                     let mut d = zstd::stream::read::Decoder::with_buffer(plain)?;
                     pump(&mut d, &tx, &spares)?;
                     d.finish()
+                }
+                #[cfg(not(feature = "zstd"))]
+                Compression::Zstd => {
+                    let _ = plain;
+                    return Err(io::Error::other(
+                        "the archive is zstd-compressed and this program was built without the \
+                         zstd feature that reads it",
+                    ));
                 }
             };
             // Whatever follows is read too (age checks its last chunk at the end), so the
