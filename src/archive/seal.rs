@@ -56,7 +56,7 @@ impl Recipients {
     /// Parses space-separated `age1...` keys; `None` for none.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] naming the first word that is not an age X25519 recipient.
+    /// [`crate::ErrorKind::InvalidInput`] naming the first word that is not an age X25519 recipient.
     pub fn parse(text: &str) -> Result<Option<Self>> {
         #[cfg(not(feature = "encryption"))]
         if !text.trim().is_empty() {
@@ -105,7 +105,7 @@ impl Identities {
     /// blank lines ignored (what `age-keygen` writes).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a line that is not an identity (never quoting it) or
+    /// [`crate::ErrorKind::InvalidInput`] for a line that is not an identity (never quoting it) or
     /// when there is none.
     pub fn parse(text: &str) -> Result<Self> {
         #[cfg(not(feature = "encryption"))]
@@ -210,7 +210,7 @@ impl<W: Write> Write for Sealed<W> {
 /// fails the read at the damaged chunk.
 ///
 /// # Errors
-/// [`ErrorKind::InvalidInput`] without a matching identity; [`ErrorKind::Integrity`] for a
+/// [`crate::ErrorKind::InvalidInput`] without a matching identity; [`ErrorKind::Integrity`] for a
 /// damaged header.
 pub(crate) fn open<R: BufRead + Send + 'static>(
     input: R,
