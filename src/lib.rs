@@ -81,9 +81,11 @@
 //! - `agent`: the `charm-backup` local agent binary (adds `clap` and `anyhow`).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod archive;
 #[cfg(feature = "charm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "charm")))]
 pub mod charm;
 pub mod commands;
 pub mod encoding;
@@ -94,6 +96,7 @@ pub mod schedule;
 pub mod source;
 pub mod store;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};

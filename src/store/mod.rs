@@ -23,6 +23,7 @@ use std::io::{Read, Write};
 
 pub use local::LocalStore;
 #[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use s3::{
     ListedObject, ObjectHeaders, PART_BYTES, PARTS_IN_FLIGHT, RANGE_BYTES, S3Options, S3Store,
     SINGLE_PUT_MAX, Versioning, addressable,
