@@ -455,9 +455,15 @@ fn v1_credentials_come_from_the_secret_extra_secret() {
         "{listed:?}"
     );
     // The secret is nowhere the unit's results, logs or status go.
+    // (The harness's own state holds the granted secret: what the charm wrote is checked.)
     let seen = format!(
-        "{:?} {:?} {:?} {:?}",
-        backup.results, backup.logs, backup.state.juju_logs, out
+        "{:?} {:?} {:?} {:?} {:?} {:?}",
+        backup.results,
+        backup.logs,
+        backup.state.juju_logs,
+        backup.status,
+        out.status,
+        out.juju_logs
     );
     assert!(!seen.contains(SECRET), "{seen}");
 }
