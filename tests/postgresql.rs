@@ -270,6 +270,29 @@ fn logical_and_physical_backups_to_the_local_store_come_back_row_for_row() {
             "SELECT system_identifier FROM pg_control_system()"
         )
     );
+    // list-backups shows them, as the postgresql charm's table does.
+    let row = common::listed(&h).last().unwrap().clone();
+    for (k, d) in [
+        ("lsn-start", "lsn-start"),
+        ("lsn-stop", "lsn-stop"),
+        ("timeline", "timeline"),
+    ] {
+        assert_eq!(row[k], details[d], "{row}");
+    }
+    let table = h
+        .run_action(&charm(), action("list-backups"))
+        .unwrap()
+        .results["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table.contains("| LSN start/stop"), "{table}");
+    let lsns = format!(
+        "| {} / {}",
+        details["lsn-start"].as_str().unwrap(),
+        details["lsn-stop"].as_str().unwrap()
+    );
+    assert!(table.contains(&lsns), "{table}");
 }
 
 #[test]

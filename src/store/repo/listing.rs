@@ -36,6 +36,15 @@ pub struct BackupRow {
     /// The age recipients it is encrypted to (empty: not encrypted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encrypted_to: Vec<String>,
+    /// A PostgreSQL base backup's first WAL location (empty for other backups).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lsn_start: String,
+    /// A PostgreSQL base backup's last WAL location.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lsn_stop: String,
+    /// The PostgreSQL timeline a base backup was taken on.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timeline: String,
     /// Where the backup lies.
     pub backup_path: String,
     /// Its metadata, when it could be read.
@@ -175,6 +184,12 @@ impl Repository<'_> {
         };
         row.finished = m.finished.clone();
         row.encrypted_to = m.encrypted_to.clone();
+        if let Some(pg) = m.sources.iter().find(|s| s.kind == "postgresql") {
+            let get = |k: &str| pg.details.get(k).cloned().unwrap_or_default();
+            row.lsn_start = get("lsn-start");
+            row.lsn_stop = get("lsn-stop");
+            row.timeline = get("timeline");
+        }
         row.metadata = Some(m);
         Some(row)
     }
@@ -194,7 +209,9 @@ impl Listing {
             "s3" => format!("Storage bucket name: {}", self.store_name),
             _ => format!("Local directory: {}", self.store_name),
         };
-        let header = [
+        // The postgresql charm's columns, when a PostgreSQL base backup is listed.
+        let wal = self.backups.iter().any(|b| !b.lsn_start.is_empty());
+        let mut header = vec![
             "backup-id",
             "type",
             "status",
@@ -204,13 +221,16 @@ impl Listing {
             "started",
             "finished",
             "encrypted",
-            "backup-path",
         ];
-        let rows: Vec<[String; 10]> = self
+        if wal {
+            header.extend(["LSN start/stop", "timeline"]);
+        }
+        header.push("backup-path");
+        let rows: Vec<Vec<String>> = self
             .backups
             .iter()
             .map(|b| {
-                [
+                let mut row = vec![
                     b.backup_id.clone(),
                     b.kind.clone(),
                     b.status.clone(),
@@ -224,8 +244,17 @@ impl Listing {
                     } else {
                         format!("age ({})", b.encrypted_to.len())
                     },
-                    b.backup_path.clone(),
-                ]
+                ];
+                if wal {
+                    row.push(if b.lsn_start.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} / {}", b.lsn_start, b.lsn_stop)
+                    });
+                    row.push(b.timeline.clone());
+                }
+                row.push(b.backup_path.clone());
+                row
             })
             .collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -249,7 +278,7 @@ impl Listing {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        let head = line(header.to_vec());
+        let head = line(header.clone());
         let mut out = vec![where_line, format!("Backups base path: {}", self.base_path)];
         if let Some(o) = &self.owner {
             out.push(format!("Owner: {o}"));
