@@ -210,11 +210,18 @@ pub fn refresh_status(ctx: &Context) {
     let _ = ctx.set_status(&with_health(ctx, &config, calendar.as_ref(), status));
 }
 
+/// Whether `e` says another operation held the unit (the backup was skipped, not failed).
+fn is_busy(e: &BoxError) -> bool {
+    e.downcast_ref::<crate::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::Busy)
+}
+
 /// Records the outcome of a backup started at `started` in the unit's history and, when
-/// `metrics-textfile-dir` is set, rewrites the metrics. A failure to record is logged, never
-/// the backup's failure.
+/// `config`'s `metrics-textfile-dir` is set, rewrites the metrics. A failure to record is
+/// logged, never the backup's failure.
 pub fn record_outcome(
     ctx: &Context,
+    config: Option<&CharmConfig>,
     origin: &str,
     started: Timestamp,
     result: &Result<CreateBackupStats, BoxError>,
@@ -232,18 +239,12 @@ pub fn record_outcome(
             outcome.size = s.metadata.size;
         }
         Err(e) => {
-            let busy = e
-                .downcast_ref::<crate::Error>()
-                .is_some_and(|e| e.kind() == ErrorKind::Busy);
-            outcome.result = if busy { "skipped" } else { "failure" }.into();
+            outcome.result = if is_busy(e) { "skipped" } else { "failure" }.into();
             outcome.error = chain(e.as_ref());
         }
     }
     let recorded = BackupHistory::record(&state_dir(ctx), outcome).and_then(|history| {
-        let Ok(config) = CharmConfig::read(ctx) else {
-            return Ok(());
-        };
-        let Some(dir) = config.metrics_dir() else {
+        let Some(dir) = config.and_then(CharmConfig::metrics_dir) else {
             return Ok(());
         };
         let labels = MetricLabels {
@@ -302,10 +303,7 @@ pub fn run_scheduled(settings: &Path, lock_wait: Duration) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e)
-            if e.downcast_ref::<crate::Error>()
-                .is_some_and(|e| e.kind() == ErrorKind::Busy) =>
-        {
+        Err(e) if is_busy(&e) => {
             println!("skipped: {}", chain(e.as_ref()));
             ExitCode::SUCCESS
         }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Where the machine's systemd keeps unit files, and the `systemctl` that manages them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,29 +157,8 @@ impl Systemd {
     }
 
     fn systemctl(&self, args: &[&str]) -> Result<()> {
-        let out = Command::new(&self.systemctl)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("cannot run {}", self.systemctl.display()),
-                )
-                .with_source(e)
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Other,
-            format!(
-                "systemctl {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ))
+        crate::source::process::run(Command::new(&self.systemctl).args(args), &args.join(" "))
+            .map(drop)
     }
 
     /// Whether `systemctl is-enabled <unit>` says it is.

@@ -171,15 +171,19 @@ pub(crate) fn take_backup(
     req: &BackupRequest,
 ) -> Result<CreateBackupStats, BoxError> {
     let started = jiff::Timestamp::now();
-    let result = CharmConfig::read(ctx)
-        .map_err(BoxError::from)
-        .and_then(|config| {
-            let store = open_store(ctx, &config)?;
-            let options = backup_options(ctx, &config, req)?;
-            let progress = ctx.progress();
-            Ok(create_backup(store.as_ref(), &options, &progress)?)
-        });
-    crate::charm::schedule::record_outcome(ctx, req.origin, started, &result);
+    let (config, result) = match CharmConfig::read(ctx) {
+        Ok(config) => {
+            let result = (|| {
+                let store = open_store(ctx, &config)?;
+                let options = backup_options(ctx, &config, req)?;
+                let progress = ctx.progress();
+                Ok(create_backup(store.as_ref(), &options, &progress)?)
+            })();
+            (Some(config), result)
+        }
+        Err(e) => (None, Err(e.into())),
+    };
+    crate::charm::schedule::record_outcome(ctx, config.as_ref(), req.origin, started, &result);
     result
 }
 

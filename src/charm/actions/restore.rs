@@ -171,9 +171,9 @@ pub struct S3Result {
 /// Where the S3 objects of an archive go back: the `s3-source` gateway, when related.
 fn s3_target(
     ctx: &Context,
+    config: &CharmConfig,
     overwrite: bool,
 ) -> Result<Option<crate::source::s3::S3RestoreTarget>, BoxError> {
-    let config = CharmConfig::read(ctx)?;
     let buckets = if config.s3_source_buckets.trim().is_empty() {
         "*"
     } else {
@@ -298,7 +298,7 @@ impl Action for Restore {
             }),
             postgresql: config.postgresql(ctx)?,
             recipients: config.recipients()?,
-            s3: s3_target(ctx, p.overwrite_objects)?,
+            s3: s3_target(ctx, &config, p.overwrite_objects)?,
             keep: own_dirs::agent_dirs(ctx),
             logical: LogicalRestoreOptions {
                 terminate_sessions: p.terminate_sessions,

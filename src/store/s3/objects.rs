@@ -59,6 +59,28 @@ pub(super) fn status_kind(status: http::StatusCode) -> ErrorKind {
     }
 }
 
+/// Runs `attempt` up to `tries` times, with a growing pause between: again while it fails
+/// with no answer ([`ErrorKind::Connect`]) or `server_error` says the answer was a 5xx.
+pub(super) async fn retrying<T>(
+    tries: u32,
+    mut attempt: impl AsyncFnMut() -> Result<T>,
+    server_error: impl Fn(&T) -> bool,
+) -> Result<T> {
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = attempt().await;
+        let again = match &r {
+            Err(e) => e.kind() == ErrorKind::Connect,
+            Ok(t) => server_error(t),
+        };
+        if !again || n >= tries {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 << n)).await;
+    }
+}
+
 /// Signs and sends requests: a copy of what an [`S3Store`] holds for it.
 #[derive(Clone)]
 pub(super) struct Signer {
@@ -184,10 +206,9 @@ impl S3Store {
             TRIES
         };
         self.rt.block_on(async {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let answer = async {
+            let (status, head, text) = retrying(
+                tries,
+                async || {
                     let resp = signer
                         .send(method.clone(), &url, query, headers, body.clone())
                         .await?;
@@ -199,24 +220,16 @@ impl S3Store {
                             format!("{what}: the answer broke off ({e})"),
                         )
                     })?;
-                    Ok::<_, Error>((status, head, String::from_utf8_lossy(&body).into_owned()))
-                }
-                .await;
-                let retry = match &answer {
-                    Err(e) => e.kind() == ErrorKind::Connect,
-                    Ok((status, _, _)) => status.is_server_error(),
-                };
-                if retry && attempt < tries {
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                    continue;
-                }
-                let (status, head, text) = answer?;
-                if !status.is_success() {
-                    let code = tag(&text, "Code").unwrap_or_else(|| format!("HTTP {status}"));
-                    return Err(Error::new(status_kind(status), format!("{what}: {code}")));
-                }
-                return Ok((head, text));
+                    Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
+                },
+                |(status, _, _)| status.is_server_error(),
+            )
+            .await?;
+            if !status.is_success() {
+                let code = tag(&text, "Code").unwrap_or_else(|| format!("HTTP {status}"));
+                return Err(Error::new(status_kind(status), format!("{what}: {code}")));
             }
+            Ok((head, text))
         })
     }
 

@@ -11,7 +11,7 @@ use futures_util::stream::BoxStream;
 
 use super::S3Store;
 use super::objects::{
-    ObjectHeaders, RANGE_BYTES, SINGLE_PUT_MAX, Signer, TRIES, status_kind, unquote,
+    ObjectHeaders, RANGE_BYTES, SINGLE_PUT_MAX, Signer, TRIES, retrying, status_kind, unquote,
 };
 use super::signed::tag;
 use crate::error::{Error, ErrorKind, Result};
@@ -201,24 +201,15 @@ impl S3Store {
             };
             return Ok((headers, Box::new(reader)));
         }
-        let resp = self.rt.block_on(async {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let r = signer
+        let resp = self.rt.block_on(retrying(
+            TRIES,
+            async || {
+                signer
                     .send(http::Method::GET, &url, &[], &[], Bytes::new())
-                    .await;
-                let retry = match &r {
-                    Err(e) => e.kind() == ErrorKind::Connect,
-                    Ok(resp) => resp.status().is_server_error(),
-                };
-                if retry && attempt < TRIES {
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                    continue;
-                }
-                return r;
-            }
-        })?;
+                    .await
+            },
+            |resp| resp.status().is_server_error(),
+        ))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(Error::new(
