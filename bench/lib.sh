@@ -56,7 +56,7 @@ bench_weed() {
   s3=$(bench_port); rm -rf "$dir"; mkdir -p "$dir"
   local args=(-dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false -s3.port.iceberg=0
       -s3.port.lance=0 -master.telemetry=false -bucket="$buckets" -s3.port="$s3")
-  for p in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc admin.port admin.port.grpc debug.port; do
+  for p in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc admin.port admin.port.grpc s3.port.grpc debug.port; do
     args+=("-$p=$(bench_port)")
   done
   AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRETKEY .venv-s3/bin/weed mini "${args[@]}" > "$dir.log" 2>&1 &

@@ -2,7 +2,7 @@
 //! started on free loopback ports by the tests that need an S3 server.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::free_port;
@@ -28,7 +28,7 @@ pub struct Weed {
     pub endpoint: String,
     args: Vec<String>,
     s3: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Weed {
@@ -36,12 +36,26 @@ impl Weed {
         Weed::start_with(&[])
     }
 
-    /// Starts a server with extra `weed mini` flags.
+    /// Starts a server with extra `weed mini` flags. Ports are picked free just before the
+    /// start, so a parallel test can take one in between: a server that does not come up is
+    /// started again on new ports (three tries), and its own log is shown when none did.
     pub fn start_with(extra: &[&str]) -> Weed {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut w = Weed::try_start(extra);
+            match w.wait_until_ready() {
+                Ok(()) => return w,
+                Err(e) => last = e,
+            }
+        }
+        panic!("SeaweedFS did not start in three tries; the last one: {last}");
+    }
+
+    fn try_start(extra: &[&str]) -> Weed {
         let dir = tempfile::tempdir().unwrap();
         let s3 = free_port();
         let mut args = vec![
-            format!("-dir={}", dir.path().display()),
+            format!("-dir={}", dir.path().join("data").display()),
             "-ip=127.0.0.1".into(),
             "-ip.bind=127.0.0.1".into(),
             "-admin.ui=false".into(),
@@ -62,31 +76,37 @@ impl Weed {
             "filer.port.grpc",
             "admin.port",
             "admin.port.grpc",
+            "s3.port.grpc",
             "debug.port",
         ] {
             args.push(format!("-{p}={}", free_port()));
         }
-        let child = Weed::spawn(&args);
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let child = Weed::spawn(&args, dir.path());
         let endpoint = format!("http://127.0.0.1:{s3}");
-        let w = Weed {
+        Weed {
             child,
             endpoint,
             args,
             s3,
-            _dir: dir,
-        };
-        w.wait_ready();
-        w
+            dir,
+        }
     }
 
-    pub fn spawn(args: &[String]) -> Child {
+    /// Runs `weed mini` with `args`, its output appended to `weed.log` in `dir`.
+    fn spawn(args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("weed.log"))
+            .unwrap();
         Command::new(weed_bin())
             .arg("mini")
             .args(args)
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap()
     }
@@ -206,22 +226,34 @@ impl Weed {
 
     /// Starts it again on the same data and ports.
     pub fn restart(&mut self) {
-        self.child = Weed::spawn(&self.args);
-        self.wait_ready();
+        self.child = Weed::spawn(&self.args, self.dir.path());
+        if let Err(e) = self.wait_until_ready() {
+            panic!("SeaweedFS did not start again: {e}");
+        }
     }
 
-    /// Ready once the S3 port accepts connections and the gateway had a moment to load.
-    pub fn wait_ready(&self) {
+    /// Ready once the S3 port accepts connections and the gateway had a moment to load; an
+    /// error (with the server's log) when it exits or is not ready within 60 s.
+    fn wait_until_ready(&mut self) -> Result<(), String> {
         let t = Instant::now();
         loop {
             let ok = std::net::TcpStream::connect(("127.0.0.1", self.s3)).is_ok();
             if ok && t.elapsed() > Duration::from_millis(1500) {
-                break;
+                return Ok(());
             }
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "SeaweedFS did not start"
-            );
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || t.elapsed() > Duration::from_secs(60) {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!(
+                    "{} after {:?}; its log ends:\n{}",
+                    exited.map_or("not listening".to_string(), |s| format!("exited ({s})")),
+                    t.elapsed(),
+                    tail.join("\n")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
