@@ -27,6 +27,7 @@
 //! ```
 
 pub mod attrs;
+mod blob;
 mod compress;
 mod excludes;
 mod extract;
@@ -38,6 +39,7 @@ mod seal;
 mod source;
 mod writer;
 
+pub use blob::{open_blob, seal_blob};
 pub use compress::{Compression, GzipEffort};
 pub use excludes::Excludes;
 pub use extract::{ExtractOptions, ExtractStats, SideSink, extract, is_root};

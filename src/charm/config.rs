@@ -77,6 +77,12 @@ pub struct CharmConfig {
     /// The server's data directory, for physical restores.
     #[serde(default)]
     pub postgresql_data_dir: String,
+    /// Archive the server's WAL into the backup store (point-in-time recovery).
+    #[serde(default)]
+    pub postgresql_wal_archive: bool,
+    /// `archive_timeout` while archiving, in seconds.
+    #[serde(default = "default_archive_timeout")]
+    pub postgresql_archive_timeout: i64,
     /// Space-separated age recipients (`age1...`): archives are encrypted to them when set.
     #[serde(default)]
     pub encryption_recipients: String,
@@ -168,6 +174,10 @@ fn quoted_words(s: &str, option: &str) -> Result<Vec<String>> {
         }
         out.push(word);
     }
+}
+
+fn default_archive_timeout() -> i64 {
+    60
 }
 
 impl CharmConfig {
@@ -417,6 +427,21 @@ impl CharmConfig {
         (!d.is_empty()).then(|| PathBuf::from(d))
     }
 
+    /// `postgresql-archive-timeout` in seconds.
+    ///
+    /// # Errors
+    /// When it is out of range (0 would leave a quiet server's last writes unarchived).
+    pub fn archive_timeout(&self) -> Result<u32> {
+        match u32::try_from(self.postgresql_archive_timeout) {
+            Ok(t) if (1..=86_400).contains(&t) => Ok(t),
+            _ => Err(Error::invalid(format!(
+                "postgresql-archive-timeout is {}: give seconds from 1 to 86400 (60 archives a \
+                 quiet server's last writes within a minute)",
+                self.postgresql_archive_timeout
+            ))),
+        }
+    }
+
     /// The status the config calls for: `blocked` with what to fix, `waiting` while a
     /// configured path does not exist yet, or `None` when all is well.
     pub fn problem(&self) -> Option<Status> {
@@ -460,6 +485,16 @@ impl CharmConfig {
         }
         if let Err(e) = self.postgresql_options() {
             return Some(Status::Blocked(e.to_string()));
+        }
+        if let Err(e) = self.archive_timeout() {
+            return Some(Status::Blocked(e.to_string()));
+        }
+        if self.postgresql_wal_archive && self.postgresql_uri.trim().is_empty() {
+            return Some(Status::Blocked(
+                "postgresql-wal-archive is on but postgresql-uri is empty: set it to the server \
+                 whose WAL is archived"
+                    .into(),
+            ));
         }
         let paths = self.paths();
         if paths.is_empty()

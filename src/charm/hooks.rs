@@ -49,6 +49,22 @@ pub fn handle(ctx: &mut Context, hook: &str, systemd: &Systemd) -> Result<(), Bo
                 ),
             );
         }
+        if hook == "remove" {
+            // The copy of dispatch the archive_command runs goes with the unit: put the
+            // server's own settings back first, or its WAL would pile up unarchived.
+            let mut off = config.clone();
+            off.postgresql_wal_archive = false;
+            if let Err(e) = crate::charm::wal::sync(ctx, &off, Status::Active(String::new())) {
+                ctx.debug_log(
+                    crate::juju::LogLevel::Warning,
+                    &format!(
+                        "cannot turn WAL archiving off: {}; set the server's archive_command \
+                         back by hand",
+                        crate::error::chain(e.as_ref())
+                    ),
+                );
+            }
+        }
         return Ok(());
     }
     let status = status_for(ctx, &config)?;
@@ -57,6 +73,15 @@ pub fn handle(ctx: &mut Context, hook: &str, systemd: &Systemd) -> Result<(), Bo
     {
         create_private_dir(std::path::Path::new(&config.local_store))?;
     }
+    let status = match status {
+        Status::Blocked(_) => status,
+        s => crate::charm::wal::sync(ctx, &config, s).unwrap_or_else(|e| {
+            Status::Blocked(format!(
+                "WAL archiving: {}",
+                crate::error::chain(e.as_ref())
+            ))
+        }),
+    };
     let status = crate::charm::schedule::sync(ctx, &config, systemd, status)?;
     ctx.set_status(&status)?;
     Ok(())

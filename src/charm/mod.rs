@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod own_dirs;
 pub mod s3;
 pub mod schedule;
+pub mod wal;
 
 use crate::juju::Charm;
 use crate::schedule::Systemd;

@@ -10,8 +10,14 @@ pub mod lock;
 pub mod manage;
 pub mod mounts;
 pub(crate) mod new_backup;
+#[cfg(feature = "postgresql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgresql")))]
+pub mod pitr;
 pub mod restore;
 pub mod services;
 pub mod snapshot;
 pub mod trash;
 pub mod verify;
+#[cfg(feature = "postgresql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgresql")))]
+pub mod wal;

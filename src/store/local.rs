@@ -103,7 +103,14 @@ impl Store for LocalStore {
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // The walk starts in the deepest directory the prefix names whole, so a listing of
+        // `wal/<system>/` reads neither the rest of the store nor its root (which users other
+        // than root may pass through but not read).
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => self.path(dir)?,
+            _ => self.root.clone(),
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,

@@ -2,6 +2,7 @@
 
 mod backups;
 mod import;
+mod pitr;
 mod restore;
 mod snapshot;
 

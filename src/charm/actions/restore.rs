@@ -86,6 +86,8 @@ pub struct Restore;
 pub struct RestoreParams {
     /// A backup in the store.
     pub backup_id: Option<String>,
+    /// PostgreSQL point-in-time recovery: `latest` or a time with its zone.
+    pub restore_to_time: Option<String>,
     /// An archive on the unit.
     pub path: Option<String>,
     /// The expected SHA-256.
@@ -152,6 +154,24 @@ pub struct RestoreResult {
     /// The etcd member restored: `restore.etcd.cluster-id`, `.name`, `.peer-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdResult>,
+    /// Where a point-in-time recovery ended: `restore.recovery.timeline`,
+    /// `.last-transaction`, `.wal-replayed-to`, `.target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryResult>,
+}
+
+/// Where a point-in-time recovery ended.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecoveryResult {
+    /// What was asked: the target time, or `latest`.
+    pub target: String,
+    /// The timeline the server runs on now.
+    pub timeline: u32,
+    /// The commit time of the last transaction replayed.
+    pub last_transaction: String,
+    /// The last WAL location replayed.
+    pub wal_replayed_to: String,
 }
 
 /// What a restore put back into S3.
@@ -230,7 +250,23 @@ impl Action for Restore {
         let store;
         let repo;
         let mut expected = p.sha256.clone();
-        let source: Box<dyn ArchiveSource + '_> = if let Some(id) = &p.backup_id {
+        let mut pitr = None;
+        let mut backup_id = p.backup_id.clone();
+        if let Some(point) = &p.restore_to_time {
+            if p.path.is_some() {
+                return Err(Error::invalid(
+                    "restore-to-time restores a base backup from the store: give backup-id (or \
+                     nothing), not path",
+                )
+                .into());
+            }
+            let s = open_store(ctx, &config)?;
+            let planned =
+                super::pitr::prepare(ctx, &config, s.as_ref(), point, p.backup_id.as_deref())?;
+            backup_id = Some(planned.backup_id.clone());
+            pitr = Some(planned);
+        }
+        let source: Box<dyn ArchiveSource + '_> = if let Some(id) = &backup_id {
             store = open_store(ctx, &config)?;
             repo = Repository::new(store.as_ref());
             let meta = repo.finished(id)?;
@@ -304,6 +340,7 @@ impl Action for Restore {
                 terminate_sessions: p.terminate_sessions,
                 restore_roles: p.restore_roles,
             },
+            recovery: pitr.as_ref().map(|r| r.target.clone()),
         };
         let progress = ctx.progress();
         let stats = restore(source.as_ref(), &options, &progress)?;
@@ -349,6 +386,12 @@ impl Action for Restore {
                     cluster_id: e.cluster_id,
                     name: e.name,
                     peer_url: e.peer_url,
+                }),
+                recovery: stats.recovered.map(|r| RecoveryResult {
+                    target: p.restore_to_time.clone().unwrap_or_default(),
+                    timeline: r.timeline,
+                    last_transaction: r.last_transaction,
+                    wal_replayed_to: r.replay_lsn,
                 }),
             },
             backup: stats.saved.map(|s| SavedResult {

@@ -6,6 +6,8 @@
 //! swap each staging directory in with renames, rolling back on failure; start services.
 
 mod options;
+#[cfg(feature = "postgresql")]
+mod recovery;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -142,18 +144,29 @@ fn restore_open(
     #[cfg(feature = "postgresql")]
     let mut logical = None;
     #[cfg(feature = "postgresql")]
+    let mut pg_data_dir: Option<PathBuf> = None;
+    #[cfg(feature = "postgresql")]
     if let Some((source, pg)) = pg {
         if source.details.get("mode").map(String::as_str) == Some("physical") {
             let data_dir = physical_target(pg, source)?;
             pg.check_compatible(source, &Current::of_data_dir(pg, &data_dir)?)?;
             if options.services.is_empty() {
-                pg_ctl = Some(PgCtl::new(
+                let mut ctl = PgCtl::new(
                     &data_dir,
                     pg.options().bin_dir.clone(),
                     options.state_dir.join("postgresql.log"),
-                ));
+                );
+                // Recovery needs the server running, whether or not it ran before.
+                ctl.was_running |= options.recovery.is_some();
+                pg_ctl = Some(ctl);
             }
+            pg_data_dir = Some(data_dir.clone());
             allowed.push(data_dir);
+        } else if options.recovery.is_some() {
+            return Err(Error::invalid(
+                "a point-in-time restore starts from a physical base backup, and this one is \
+                 logical: give the id of a physical one (postgresql-mode=physical)",
+            ));
         } else {
             progress.step(&format!("checking PostgreSQL at {}", pg.target()));
             let info = pg.inspect()?;
@@ -467,6 +480,10 @@ fn restore_open(
     journal.advance(Phase::Swapped, &options.state_dir)?;
     journal.clean_up(&options.state_dir)?;
     Journal::clear(&options.state_dir)?;
+    #[cfg(feature = "postgresql")]
+    if let (Some(target), Some(dir)) = (&options.recovery, &pg_data_dir) {
+        target.write(dir)?;
+    }
     // The objects go back while the services are still stopped, so none writes meanwhile;
     // the services start whatever happens.
     #[cfg(feature = "s3")]
@@ -495,6 +512,19 @@ fn restore_open(
         ),
         _ => None,
     };
+    #[cfg(feature = "postgresql")]
+    if let (Some(target), Some((_, p)), Some(dir)) = (&options.recovery, pg, &pg_data_dir) {
+        stats.recovered = Some(recovery::recover(
+            p,
+            target,
+            dir,
+            &options.services,
+            pg_ctl.as_ref(),
+            progress,
+        )?);
+        stats.elapsed = start.elapsed();
+        return Ok(stats);
+    }
     start_services(&options.services, pg_ctl.as_ref()).map_err(|e| {
         Error::new(
             e.kind(),

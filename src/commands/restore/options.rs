@@ -51,6 +51,9 @@ pub struct RestoreOptions {
     /// Where the S3 objects an archive holds are put back.
     #[cfg(feature = "s3")]
     pub s3: Option<s3::S3RestoreTarget>,
+    /// After a physical PostgreSQL restore, replay archived WAL to this point in time.
+    #[cfg(feature = "postgresql")]
+    pub recovery: Option<crate::source::postgres::wal::RecoveryTarget>,
 }
 
 impl RestoreOptions {
@@ -119,4 +122,7 @@ pub struct RestoreStats {
     /// What went back into S3.
     #[cfg(feature = "s3")]
     pub s3: Option<s3::S3RestoreStats>,
+    /// Where a point-in-time recovery ended.
+    #[cfg(feature = "postgresql")]
+    pub recovered: Option<crate::source::postgres::wal::Recovered>,
 }

@@ -65,6 +65,9 @@ mod statement;
 #[cfg(feature = "postgresql")]
 mod tls;
 pub mod verify;
+#[cfg(feature = "postgresql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgresql")))]
+pub mod wal;
 
 #[cfg(feature = "postgresql")]
 pub use logical::{LogicalRestore, LogicalRestoreOptions};
