@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use charm_backup::charm::charm;
+use charm_backup::store::Store;
 use charm_backup::testing::{ActionFailed, ActionOutput, Harness, action};
 
 /// A unit whose charm directory holds the built `dispatch`, archiving `c`'s WAL.
@@ -172,4 +173,248 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     restore_to(&h, &after_four.to_string())
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two,4-four");
+}
+
+/// An age key pair made by `age-keygen`: (identity file text, public key).
+fn keygen(dir: &Path) -> (String, String) {
+    let file = dir.join("key.txt");
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    (text, public)
+}
+
+const SECRET_URI: &str = "secret:d4j5kq1uqu5c7ffmbvt0";
+
+/// Runs the unit's installed `dispatch` as PostgreSQL would (in the data directory).
+fn dispatch(tmp: &Path, c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tmp.join("unit/charm-backup-wal/dispatch"))
+        .args(args)
+        .current_dir(&c.data)
+        .output()
+        .unwrap()
+}
+
+fn wait_archived(c: &Cluster, seg: &str) {
+    for _ in 0..600 {
+        let last = c.psql(
+            "postgres",
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        );
+        if last.len() >= 24 && last[..24] >= *seg {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{seg} was not archived");
+}
+
+#[test]
+fn encrypted_wal_in_s3_outlives_the_store_going_down_and_fetch_tells_absent_from_unreachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut weed = common::weed::Weed::start();
+    let c = Cluster::new(tmp.path());
+    let (identity, public) = keygen(tmp.path());
+    let h = unit(tmp.path(), &c)
+        .relation(
+            "s3-parameters",
+            "s3-integrator",
+            [
+                ("bucket", "backups"),
+                ("endpoint", weed.endpoint.as_str()),
+                ("access-key", common::weed::KEY),
+                ("secret-key", common::weed::SECRET),
+                ("s3-uri-style", "path"),
+            ],
+        )
+        .config("encryption-recipients", public.as_str())
+        .config("encryption-identity-secret", SECRET_URI)
+        .secret(SECRET_URI, "identity", &identity);
+    start_archiving(&h, &c);
+    c.psql("postgres", "CREATE TABLE t (v text)");
+    common::create_backup(&h);
+    c.psql("postgres", "INSERT INTO t VALUES ('a')");
+    let first = archive_now(&c);
+    let stored = weed.bucket().list("wal/").unwrap();
+    assert!(stored.len() > 1, "{stored:?}");
+    for o in &stored {
+        assert!(
+            o.key.ends_with(".gz.age"),
+            "WAL is stored encrypted only: {}",
+            o.key
+        );
+    }
+    let settings = tmp.path().join("unit/charm-backup-wal/settings.json");
+    let settings = settings.to_str().unwrap();
+    let id_file = tmp.path().join("key.txt");
+    let id_file = id_file.to_str().unwrap();
+    let out_file = tmp.path().join("fetched");
+    let out = out_file.to_str().unwrap();
+
+    // The store goes down: the archiver fails and retries, and the status says so.
+    weed.kill();
+    c.psql("postgres", "INSERT INTO t VALUES ('b')");
+    let seg = c.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    for _ in 0..600 {
+        if c.psql("postgres", "SELECT failed_count FROM pg_stat_archiver") != "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = h.run_hook(&charm(), "update-status").status;
+    assert_eq!(status.0, "blocked", "{status:?}");
+    assert!(
+        status.1.contains("WAL archiving fails") && status.1.contains(&seg),
+        "{}",
+        status.1
+    );
+    // A fetch that cannot reach the store is not "absent": 255, which ends recovery.
+    let f = dispatch(
+        tmp.path(),
+        &c,
+        &["wal-fetch", "--identity", id_file, settings, &first, out],
+    );
+    assert_eq!(f.status.code(), Some(255), "{f:?}");
+    assert!(!out_file.exists());
+
+    weed.restart();
+    // A new segment wakes the archiver (it otherwise retries once a minute).
+    c.psql(
+        "postgres",
+        "SELECT pg_logical_emit_message(false, 'test', 'wake'), pg_switch_wal()",
+    );
+    wait_archived(&c, &seg);
+    let status = h.run_hook(&charm(), "update-status").status;
+    assert_eq!(status.0, "active", "{status:?}");
+    assert!(status.1.contains("WAL last archived"), "{}", status.1);
+
+    // Present: 0 and the segment; absent: 1; encrypted without the identity: 255.
+    let f = dispatch(
+        tmp.path(),
+        &c,
+        &["wal-fetch", "--identity", id_file, settings, &first, out],
+    );
+    assert_eq!(f.status.code(), Some(0), "{f:?}");
+    assert_eq!(std::fs::metadata(&out_file).unwrap().len(), 16 << 20);
+    let f = dispatch(
+        tmp.path(),
+        &c,
+        &[
+            "wal-fetch",
+            "--identity",
+            id_file,
+            settings,
+            "0000000100000000000000FE",
+            out,
+        ],
+    );
+    assert_eq!(f.status.code(), Some(1), "{f:?}");
+    let f = dispatch(tmp.path(), &c, &["wal-fetch", settings, &first, out]);
+    assert_eq!(f.status.code(), Some(255), "{f:?}");
+
+    // Pushing an archived segment again: the same content is fine, other content refused.
+    let f = dispatch(tmp.path(), &c, &["wal-push", settings, out, &first]);
+    assert_eq!(f.status.code(), Some(0), "{f:?}");
+    let mut other = std::fs::read(&out_file).unwrap();
+    other[100_000] ^= 0xff;
+    std::fs::write(&out_file, other).unwrap();
+    let f = dispatch(tmp.path(), &c, &["wal-push", settings, out, &first]);
+    assert_eq!(f.status.code(), Some(1), "{f:?}");
+    assert!(
+        String::from_utf8_lossy(&f.stderr).contains("other content"),
+        "{f:?}"
+    );
+
+    // Nothing was lost while the store was down.
+    let out = restore_to(&h, "latest")
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    assert_eq!(rows(&c), "a,b");
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "2");
+    assert!(
+        !tmp.path()
+            .join("unit/charm-backup-wal/private/identity")
+            .exists(),
+        "the identity file is gone once the restore ends"
+    );
+}
+
+#[test]
+fn a_missing_segment_is_listed_verified_and_refused_and_archiving_turns_off_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::new(tmp.path());
+    let h = unit(tmp.path(), &c);
+    start_archiving(&h, &c);
+    c.psql("postgres", "CREATE TABLE t (v text)");
+    let id = common::create_backup(&h);
+    for v in ["x", "y", "z"] {
+        c.psql("postgres", &format!("INSERT INTO t VALUES ('{v}')"));
+        archive_now(&c);
+    }
+    let after = pause_and_mark();
+    // The second newest segment goes: it lies between the backup and the end.
+    let mut segs: Vec<std::path::PathBuf> = walk(&tmp.path().join("store/wal"))
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.len() > 24 && n.as_bytes()[24] == b'-'
+        })
+        .collect();
+    segs.sort();
+    let gone = segs[segs.len() - 2].clone();
+    let name = gone.file_name().unwrap().to_string_lossy()[..24].to_string();
+    std::fs::remove_file(&gone).unwrap();
+
+    let out = h.run_action(&charm(), action("list-backups")).unwrap();
+    let table = out.results["backups"].as_str().unwrap();
+    assert!(table.contains(&format!("MISSING WAL {name}")), "{table}");
+    let listed = h
+        .run_action(&charm(), action("list-backups").param("format", "json"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(listed.results["backups"].as_str().unwrap()).unwrap();
+    assert_eq!(v["restorable"][0]["gaps"][0], name.as_str(), "{v}");
+
+    let e = common::verify_fails(&h, Some(&id));
+    assert!(e.contains(&name) && e.contains("missing"), "{e}");
+    for t in ["latest".to_string(), after.to_string()] {
+        let e = restore_to(&h, &t).expect_err("refused");
+        assert!(e.message.contains(&name), "{t}: {}", e.message);
+    }
+    assert_eq!(rows(&c), "x,y,z");
+
+    // Off: the server's own settings come back (archive_mode at the next restart).
+    let h = h.config("postgresql-wal-archive", false);
+    let out = h.run_hook(&charm(), "config-changed");
+    assert_eq!(out.status.0, "blocked", "{:?}", out.status);
+    assert!(out.status.1.contains("restart"), "{}", out.status.1);
+    c.stop("fast");
+    c.start();
+    let out = h.run_hook(&charm(), "update-status");
+    assert_eq!(out.status.0, "active", "{:?}", out.status);
+    assert_eq!(c.psql("postgres", "SHOW archive_mode"), "off");
+    assert_eq!(c.psql("postgres", "SHOW archive_command"), "(disabled)");
+    let auto = std::fs::read_to_string(c.data.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("archive"), "{auto}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }

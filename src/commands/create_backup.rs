@@ -139,7 +139,6 @@ pub fn create_backup(
             meta.warnings = stats.warnings.clone();
         },
     )?;
-    let repo = Repository::new(store);
     let mut out = CreateBackupStats {
         url: store.url(&archive_key),
         local_path: store.local_path(&archive_key),
@@ -149,7 +148,7 @@ pub fn create_backup(
         services_down,
     };
     if options.retention.is_active() {
-        match repo.prune(&options.retention, progress) {
+        match crate::commands::manage::prune_with_wal(store, &options.retention, progress) {
             Ok(p) => out.pruned = p,
             Err(e) => progress.warn(&format!(
                 "the backup finished, but retention could not remove old backups: {}",

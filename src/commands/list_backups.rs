@@ -47,3 +47,52 @@ pub fn render_fitting(list: &Listing, render: impl Fn(&Listing) -> String) -> Re
         ),
     ))
 }
+
+/// The point-in-time recovery window of every cluster with archived WAL in `store`, by
+/// timeline (see [`crate::commands::pitr::windows`]).
+///
+/// # Errors
+/// When the store cannot be listed.
+#[cfg(feature = "postgresql")]
+pub fn pitr_windows(
+    store: &dyn Store,
+    list: &Listing,
+) -> Result<Vec<crate::commands::pitr::TimelineWindow>> {
+    use crate::source::postgres::wal::{WalArchive, WalIndex};
+    let backups = crate::commands::pitr::base_backups(list);
+    let mut out = Vec::new();
+    for system in WalArchive::systems(store)? {
+        let index = WalIndex::load(&WalArchive::new(store, system))?;
+        out.extend(crate::commands::pitr::windows(&index, &backups));
+    }
+    Ok(out)
+}
+
+/// The windows as a table under the backups' one.
+#[cfg(feature = "postgresql")]
+pub fn windows_table(windows: &[crate::commands::pitr::TimelineWindow]) -> String {
+    if windows.is_empty() {
+        return String::new();
+    }
+    let mut out = vec![
+        String::new(),
+        "Point-in-time recovery (restore restore-to-time=TIME between earliest and latest):"
+            .to_string(),
+    ];
+    for w in windows {
+        let span = match (&w.earliest, &w.latest) {
+            (Some(e), Some(l)) => format!("{e} .. {l}"),
+            _ => "no base backup reaches it".to_string(),
+        };
+        let gaps = if w.gaps.is_empty() {
+            String::new()
+        } else {
+            format!("; MISSING WAL {}", w.gaps.join(", "))
+        };
+        out.push(format!(
+            "cluster {} timeline {}: {span} ({} segments archived, last {}){gaps}",
+            w.system_id, w.timeline, w.segments, w.last_segment
+        ));
+    }
+    out.join("\n")
+}

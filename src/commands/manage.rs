@@ -45,5 +45,41 @@ pub fn prune_backups(
     progress: &dyn Progress,
 ) -> Result<PruneStats> {
     let _lock = lock(state_dir, "prune-backups")?;
-    Repository::new(store).prune(options, progress)
+    prune_with_wal(store, options, progress)
+}
+
+/// Applies a retention policy, then removes the archived WAL no kept base backup needs.
+///
+/// # Errors
+/// When the store cannot be listed or refuses a deletion.
+pub(crate) fn prune_with_wal(
+    store: &dyn Store,
+    options: &RetentionOptions,
+    progress: &dyn Progress,
+) -> Result<PruneStats> {
+    let repo = Repository::new(store);
+    #[cfg_attr(not(feature = "postgresql"), allow(unused_mut))]
+    let mut stats = repo.prune(options, progress)?;
+    #[cfg(feature = "postgresql")]
+    {
+        let mut listing = repo.list()?;
+        // A dry run removed nothing: count as if it had.
+        listing
+            .backups
+            .retain(|b| !stats.removed.iter().any(|(id, _)| *id == b.backup_id));
+        let wal = crate::commands::pitr::prune_wal(store, &listing, options.dry_run)?;
+        if !wal.is_empty() {
+            progress.step(&format!(
+                "{} {} archived WAL files no kept base backup needs",
+                if options.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                wal.len()
+            ));
+        }
+        stats.wal_files = wal.len();
+    }
+    Ok(stats)
 }

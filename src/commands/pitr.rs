@@ -6,9 +6,12 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::error::ErrorKind;
 use crate::error::{Error, Result};
+use crate::source::postgres::wal::WalArchive;
 use crate::source::postgres::wal::{ArchivedWal, WalIndex, parse_lsn};
-use crate::store::repo::{BackupRow, Listing};
+use crate::store::Store;
+use crate::store::repo::{BackupMetadata, BackupRow, Listing};
 
 /// Where a point-in-time restore goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +80,11 @@ impl BaseBackup {
         if !row.is_finished() {
             return None;
         }
-        let m = row.metadata.as_ref()?;
+        BaseBackup::from_metadata(row.metadata.as_ref()?)
+    }
+
+    /// The base backup `m` records, if it is a physical PostgreSQL backup.
+    pub fn from_metadata(m: &BackupMetadata) -> Option<BaseBackup> {
         let pg = m.sources.iter().find(|s| s.kind == "postgresql")?;
         let get = |k: &str| pg.details.get(k).map(String::as_str).unwrap_or("");
         if get("mode") != "physical" {
@@ -225,6 +232,114 @@ pub fn plan(
         },
         last: reach.last,
     })
+}
+
+/// What the archive holds after a base backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalCheck {
+    /// The timelines reachable from it.
+    pub timelines: Vec<u32>,
+    /// Segments checked.
+    pub segments: usize,
+    /// When the last of them was archived.
+    pub latest: Option<Timestamp>,
+}
+
+/// Checks that the WAL archived after `backup` has no hole on any timeline recovery from it can
+/// follow; `None` when no WAL of its cluster is archived.
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] naming the first missing segment and how far restores reach.
+pub fn check_wal(store: &dyn Store, backup: &BaseBackup) -> Result<Option<WalCheck>> {
+    let index = WalIndex::load(&WalArchive::new(store, backup.system_id))?;
+    if index.timelines.is_empty() {
+        return Ok(None);
+    }
+    let mut check = WalCheck {
+        timelines: Vec::new(),
+        segments: 0,
+        latest: None,
+    };
+    for &tl in index.timelines.keys() {
+        let Some(spans) = index.path(backup.timeline, backup.lsn_stop, tl) else {
+            continue;
+        };
+        let reach = index.reach(&spans);
+        if let Some(m) = reach.missing {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "WAL segment {m} is missing from the archive: point-in-time restores from \
+                     backup {} on timeline {tl} stop before it (archived WAL reaches {}); take a \
+                     new base backup, and find why archiving skipped it",
+                    backup.id,
+                    when(reach.last.and_then(|l| l.modified))
+                ),
+            ));
+        }
+        check.timelines.push(tl);
+        check.segments += spans
+            .iter()
+            .map(|s| {
+                index.timelines.get(&s.timeline).map_or(0, |t| {
+                    t.segments
+                        .range(s.from..s.until.unwrap_or(u64::MAX))
+                        .count()
+                })
+            })
+            .sum::<usize>();
+        check.latest = check.latest.max(reach.last.and_then(|l| l.modified));
+    }
+    Ok(Some(check))
+}
+
+/// The archived WAL that retention removes: files of a cluster archived before its oldest
+/// kept base backup finished and that no kept base backup's recovery reads. History files stay
+/// (they are tiny and every later timeline needs them), and so does all the WAL of a cluster
+/// with no base backup left (nothing says what is needed). With `dry_run`, nothing is removed.
+///
+/// # Errors
+/// When the store cannot be listed or refuses a deletion.
+pub fn prune_wal(store: &dyn Store, listing: &Listing, dry_run: bool) -> Result<Vec<ArchivedWal>> {
+    use crate::source::postgres::wal::WalFile;
+    let backups = base_backups(listing);
+    let mut removed = Vec::new();
+    for system in WalArchive::systems(store)? {
+        let kept: Vec<&BaseBackup> = backups.iter().filter(|b| b.system_id == system).collect();
+        let Some(oldest) = kept.iter().map(|b| b.finished).min() else {
+            continue;
+        };
+        let archive = WalArchive::new(store, system);
+        let index = WalIndex::load(&archive)?;
+        // The first segment each timeline must keep for some kept backup.
+        let mut keep_from: std::collections::BTreeMap<u32, u64> = Default::default();
+        for b in &kept {
+            for &tl in index.timelines.keys() {
+                for s in index.path(b.timeline, b.lsn_stop, tl).unwrap_or_default() {
+                    let e = keep_from.entry(s.timeline).or_insert(u64::MAX);
+                    *e = (*e).min(s.from);
+                }
+            }
+        }
+        let old: Vec<ArchivedWal> = archive
+            .list()?
+            .into_iter()
+            .filter(|w| w.modified.is_some_and(|m| m < oldest))
+            .filter(|w| match w.file {
+                WalFile::Segment { timeline, segno }
+                | WalFile::Partial { timeline, segno }
+                | WalFile::BackupLabel {
+                    timeline, segno, ..
+                } => segno < keep_from.get(&timeline).copied().unwrap_or(u64::MAX),
+                WalFile::History { .. } => false,
+            })
+            .collect();
+        if !dry_run {
+            archive.remove(&old)?;
+        }
+        removed.extend(old);
+    }
+    Ok(removed)
 }
 
 /// The times one timeline can be restored to.

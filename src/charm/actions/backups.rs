@@ -217,13 +217,18 @@ impl Action for ListBackups {
         let config = CharmConfig::read(ctx)?;
         let store = open_store(ctx, &config)?;
         let mut list = list_backups(store.as_ref())?;
+        let windows = crate::commands::list_backups::pitr_windows(store.as_ref(), &list)?;
         list.keep_newest(p.limit);
         let json = p.format == "json";
         let backups = render_fitting(&list, |l| {
             if json {
-                serde_json::to_string(l).unwrap_or_default()
+                let mut v = serde_json::to_value(l).unwrap_or_default();
+                if !windows.is_empty() {
+                    v["restorable"] = serde_json::to_value(&windows).unwrap_or_default();
+                }
+                v.to_string()
             } else {
-                l.table()
+                l.table() + &crate::commands::list_backups::windows_table(&windows)
             }
         })?;
         Ok(ListBackupsResults { backups })
@@ -338,6 +343,9 @@ pub struct VerifyResult {
     /// PostgreSQL dumps read back with `pg_restore --list`.
     #[serde(skip_serializing_if = "is_zero")]
     pub dumps: usize,
+    /// For a PostgreSQL base backup: the WAL archived after it (a hole fails the action).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub wal: String,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -383,6 +391,24 @@ impl Action for VerifyBackup {
                 ""
             }
         ));
+        let mut wal = String::new();
+        if let Some(base) = crate::commands::pitr::BaseBackup::from_metadata(&stats.metadata) {
+            ctx.log("checking the WAL archived after it");
+            wal = match crate::commands::pitr::check_wal(store.as_ref(), &base)? {
+                Some(w) => format!(
+                    "complete: {} segments on timeline(s) {}, archived up to {}",
+                    w.segments,
+                    w.timelines
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    w.latest.map(|t| t.to_string()).unwrap_or_default()
+                ),
+                None => "none archived (restores go to the backup's end only)".into(),
+            };
+            ctx.log(&format!("archived WAL after backup {}: {wal}", base.id));
+        }
         Ok(VerifyBackupResults {
             backup_id: stats.metadata.id,
             verify: VerifyResult {
@@ -395,6 +421,7 @@ impl Action for VerifyBackup {
                 bytes: stats.archive.bytes,
                 sha256: stats.archive.sha256,
                 dumps: stats.dumps,
+                wal,
             },
         })
     }
@@ -424,6 +451,10 @@ pub struct PruneBackupsResults {
     pub reasons: String,
     /// Finished backups that remain.
     pub kept: usize,
+    /// Archived PostgreSQL WAL files removed (or, dry, that would be) with the base backups
+    /// that needed them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wal_files: usize,
     /// Whether nothing was removed on purpose.
     pub dry_run: bool,
 }
@@ -474,6 +505,7 @@ impl Action for PruneBackups {
                 .join(" "),
             reasons,
             kept: stats.kept,
+            wal_files: stats.wal_files,
             dry_run: p.dry_run,
         })
     }

@@ -49,6 +49,9 @@ pub struct PruneStats {
     pub kept: usize,
     /// Objects deleted.
     pub objects: usize,
+    /// Archived PostgreSQL WAL files removed (or, dry, that would be) with the backups that
+    /// needed them.
+    pub wal_files: usize,
 }
 
 /// Backups marked in progress by another unit are taken for abandoned only this long before

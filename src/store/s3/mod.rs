@@ -385,8 +385,24 @@ impl Store for S3Store {
         }))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let full = self.full(prefix)?;
         let strip = self.strip();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            // A prefix that is not a folder (`wal/1/00000001/<segment>-`): object_store lists
+            // folders only, so the request is made here.
+            let full = format!("{strip}{prefix}");
+            let mut out: Vec<ObjectMeta> = self
+                .list_objects_prefixed(&self.options.bucket, &full)?
+                .into_iter()
+                .map(|o| ObjectMeta {
+                    key: o.key.strip_prefix(&strip).unwrap_or(&o.key).to_string(),
+                    size: o.size,
+                    modified: o.modified,
+                })
+                .collect();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            return Ok(out);
+        }
+        let full = self.full(prefix)?;
         // The prefix as the keys have it: normalized, keeping a trailing `/`.
         let prefix = match normalize_key(prefix) {
             p if prefix.ends_with('/') && !p.is_empty() => format!("{p}/"),

@@ -23,6 +23,8 @@ pub struct ListedObject {
     pub size: u64,
     /// Its ETag, without quotes.
     pub etag: String,
+    /// When it was last written, as the server says.
+    pub modified: Option<jiff::Timestamp>,
 }
 
 /// What an object carries besides its bytes.
@@ -298,10 +300,22 @@ impl S3Store {
     /// # Errors
     /// When the bucket cannot be listed.
     pub fn list_objects(&self, bucket: &str) -> Result<Vec<ListedObject>> {
+        self.list_objects_prefixed(bucket, "")
+    }
+
+    /// The objects of `bucket` whose keys start with `prefix` (any text, not only a folder),
+    /// by key: one `ListObjectsV2` request per thousand.
+    ///
+    /// # Errors
+    /// When the bucket cannot be listed.
+    pub fn list_objects_prefixed(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
             let mut query = vec![("list-type", "2")];
+            if !prefix.is_empty() {
+                query.push(("prefix", prefix));
+            }
             if !token.is_empty() {
                 query.push(("continuation-token", token.as_str()));
             }
@@ -325,6 +339,7 @@ impl S3Store {
                             )
                         })?,
                     etag: tag(c, "ETag").map(|e| unquote(&e)).unwrap_or_default(),
+                    modified: tag(c, "LastModified").and_then(|t| t.trim().parse().ok()),
                 });
             }
             if tag(&xml, "IsTruncated").as_deref().map(str::trim) != Some("true") {
