@@ -112,7 +112,7 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     c.psql("postgres", "CREATE TABLE t (v text)");
     let before_backup = now();
     std::thread::sleep(Duration::from_millis(1100));
-    common::create_backup(&h);
+    let base = common::create_backup(&h);
     c.psql("postgres", "INSERT INTO t VALUES ('1-one')");
     archive_now(&c);
     pause_and_mark();
@@ -173,6 +173,16 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     restore_to(&h, &after_four.to_string())
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two,4-four");
+
+    // A plain restore of the base backup goes on on a new timeline too, so the server never
+    // archives over what it archived before (the archiver would be stuck on it).
+    let out = common::restore_id(&h, &base)
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "6");
+    assert_eq!(rows(&c), "");
+    c.psql("postgres", "INSERT INTO t VALUES ('5-five')");
+    let seg = archive_now(&c);
+    assert!(seg.starts_with("00000006"), "{seg}");
 }
 
 /// An age key pair made by `age-keygen`: (identity file text, public key).

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::juju::{BoxError, Context};
 use crate::source::postgres::wal::{RecoveryTarget, WalArchive, WalIndex, pg_time};
 use crate::store::Store;
-use crate::store::repo::Repository;
+use crate::store::repo::{BackupMetadata, Repository};
 
 /// The identity file `wal-fetch` decrypts with during recovery (`0600`, the server's user);
 /// removed when the restore ends, whatever happens.
@@ -135,6 +135,48 @@ pub(crate) fn prepare(
             |t| format!("to {}", pg_time(t))
         )
     ));
+    let meta = repo.finished(&plan.backup.id)?;
+    ready(ctx, config, &index, &meta, plan.time, false, plan.timeline)
+}
+
+/// Readies the recovery of a plain restore of the base backup `meta` while its cluster's WAL is
+/// archived: recovery to the backup's end, then promotion, so the server goes on on a new
+/// timeline and never archives over what its old self archived. `None` when none of its
+/// cluster's WAL is archived.
+///
+/// # Errors
+/// When the store cannot be read or an identity is needed and missing.
+pub(crate) fn prepare_plain(
+    ctx: &Context,
+    config: &CharmConfig,
+    store: &dyn Store,
+    meta: &BackupMetadata,
+) -> Result<Option<PitrRestore>, BoxError> {
+    let Some(base) = BaseBackup::from_metadata(meta) else {
+        return Ok(None);
+    };
+    let index = WalIndex::load(&WalArchive::new(store, base.system_id))?;
+    if index.timelines.is_empty() {
+        return Ok(None);
+    }
+    ctx.log(&format!(
+        "the WAL of cluster {} is archived: the restored server recovers to the end of backup {} \
+         and goes on on a new timeline",
+        base.system_id, base.id
+    ));
+    ready(ctx, config, &index, meta, None, true, base.timeline).map(Some)
+}
+
+/// Installs what the `restore_command` runs and, for encrypted WAL, the identity file.
+fn ready(
+    ctx: &Context,
+    config: &CharmConfig,
+    index: &WalIndex,
+    meta: &BackupMetadata,
+    time: Option<jiff::Timestamp>,
+    immediate: bool,
+    timeline: u32,
+) -> Result<PitrRestore, BoxError> {
     let encrypted = index
         .timelines
         .values()
@@ -153,7 +195,6 @@ pub(crate) fn prepare(
     } else {
         None
     };
-    let meta = repo.finished(&plan.backup.id)?;
     let data_dir = meta
         .sources
         .iter()
@@ -178,11 +219,12 @@ pub(crate) fn prepare(
         None => None,
     };
     Ok(PitrRestore {
-        backup_id: plan.backup.id.clone(),
+        backup_id: meta.id.clone(),
         target: RecoveryTarget {
             restore_command: paths.restore_command(identity.as_ref().map(|i| i.0.as_path())),
-            time: plan.time,
-            timeline: plan.timeline,
+            time,
+            immediate,
+            timeline,
             failure_marker: Some(paths.fetch_failure()),
         },
         _identity: identity,

@@ -283,6 +283,9 @@ impl Action for Restore {
                 .into());
             }
             expected = Some(meta.sha256.clone());
+            if pitr.is_none() && config.postgresql_wal_archive {
+                pitr = super::pitr::prepare_plain(ctx, &config, store.as_ref(), &meta)?;
+            }
             for line in whose(ctx, &meta) {
                 ctx.log(&line);
             }
@@ -388,7 +391,10 @@ impl Action for Restore {
                     peer_url: e.peer_url,
                 }),
                 recovery: stats.recovered.map(|r| RecoveryResult {
-                    target: p.restore_to_time.clone().unwrap_or_default(),
+                    target: p
+                        .restore_to_time
+                        .clone()
+                        .unwrap_or_else(|| "the end of the base backup".into()),
                     timeline: r.timeline,
                     last_transaction: r.last_transaction,
                     wal_replayed_to: r.replay_lsn,

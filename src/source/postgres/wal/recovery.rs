@@ -22,6 +22,9 @@ pub struct RecoveryTarget {
     /// `recovery_target_time`, as PostgreSQL reads it (`None`: replay all the WAL of the
     /// timeline).
     pub time: Option<jiff::Timestamp>,
+    /// Recover only to the end of the base backup (`recovery_target = 'immediate'`), then
+    /// promote: a plain restore whose server must go on on a new timeline.
+    pub immediate: bool,
     /// `recovery_target_timeline`.
     pub timeline: u32,
     /// A file the `restore_command` writes when it could not read the store: recovery that
@@ -97,6 +100,9 @@ impl RecoveryTarget {
             set("recovery_target_time", &pg_time(t));
             set("recovery_target_action", "promote");
             set("recovery_target_inclusive", "true");
+        } else if self.immediate {
+            set("recovery_target", "immediate");
+            set("recovery_target_action", "promote");
         }
         write_as_owner(&path, text.as_bytes(), &owner)?;
         write_as_owner(&data_dir.join("recovery.signal"), b"", &owner)
