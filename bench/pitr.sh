@@ -14,26 +14,29 @@
 # stopped and the directory removed on exit (PITR_KEEP=1 keeps it).
 #
 # What it does, in order:
-#  1. `pgbench -i -s $PGBENCH_SCALE` (default 20); the charm's config-changed hook with
-#     postgresql-wal-archive=true installs its copy of dispatch and the settings it replays and
-#     points archive_command at `dispatch wal-push`; the script then prefixes that command with a
-#     copy of the segment into a capture directory and `pgbackrest archive-push`, so both archives
-#     get every segment of the run. Base backups of both: create-backup (physical) and
+#  1. The charm's config-changed hook with postgresql-wal-archive=true installs its copy of
+#     dispatch and the settings it replays, and points archive_command at `dispatch wal-push`
+#     (archive_timeout=60).
+#  2. Archive lag, on the new, idle cluster with the hook's archive_command: one row is
+#     committed right after a segment switch (the worst case: the segment then closes only when
+#     archive_timeout runs out) and the store is polled until the segment holding the commit is
+#     in it.
+#  3. The script prefixes archive_command with a copy of the segment into a capture directory
+#     and `pgbackrest archive-push`, so both archives get every later segment; `pgbench -i -s
+#     $PGBENCH_SCALE` (default 20); base backups of both: create-backup (physical) and
 #     `pgbackrest backup --type=full`, one after the other, before the load.
-#  2. pgbench (tpcb-like, $PGBENCH_CLIENTS clients, default 4) until it has written
-#     $PITR_WAL_MIB MiB of WAL (default 1100, so the restores replay >= 1 GiB), marks the target
+#  4. pgbench (tpcb-like, $PGBENCH_CLIENTS clients, default 4) in 5 s runs with a CHECKPOINT
+#     after each, as on a busy server with frequent checkpoints (full-page images: without them
+#     tpcb-like logs under 1 MiB/s on 2 cores), until it has written $PITR_WAL_MIB MiB of WAL
+#     (default 1100, so the restores replay >= 1 GiB), marks the target
 #     time (nothing commits for a second either side of it), loads 3 more seconds and waits until
 #     every segment is in both archives.
-#  3. Archive lag: the hook runs again (archive_command back to charm-backup's alone,
-#     archive_timeout=60); one row is committed on the idle server right after a segment switch
-#     (the worst case: the segment then closes only when archive_timeout runs out) and the store
-#     is polled until the segment holding the commit is in it.
-#  4. Archiving throughput: the captured segments of the load, pushed one at a time as the
+#  5. Archiving throughput: the captured segments of the load, pushed one at a time as the
 #     archiver does (as the postgres user, from the data directory), each tool into an archive of
 #     its own that is empty at the start: `dispatch wal-push` (gzip level 6, every core; also with
 #     compression-threads=1) and `pgbackrest archive-push` (archive-async=n, compress-type=gz at
 #     its default level 6, one process). Page cache warm for all.
-#  5. Restore to the target time, replaying the same WAL, each from its own archive: the charm's
+#  6. Restore to the target time, replaying the same WAL, each from its own archive: the charm's
 #     `restore restore-to-time=T skip-backup=true` action through the local agent, timed whole
 #     (it archives the running server's last WAL, stops it, restores the base backup, starts it
 #     with wal-fetch as restore_command, waits for the promotion, checkpoints); then the server
@@ -61,7 +64,7 @@ export PATH=$pgbin:$PATH
 cargo build --release --all-features --quiet
 bin=${CARGO_TARGET_DIR:-$top/target}/release
 agent=$bin/charm-backup
-[ -x "$agent" ] && [ -x "$bin/dispatch" ] || { echo "no $agent or dispatch beside it"; exit 1; }
+if [ ! -x "$agent" ] || [ ! -x "$bin/dispatch" ]; then echo "no $agent or dispatch beside it"; exit 1; fi
 
 mkdir -p "${PITR_DIR:-/var/tmp}"
 bench=$(mktemp -d "${PITR_DIR:-/var/tmp}/charm-backup-pitr.XXXXXX")
@@ -159,13 +162,32 @@ hook() {
 hook
 settings=$(find "$adir" -path '*/charm-backup-wal/settings.json' | head -n 1)
 dispatch=${settings%/settings.json}/dispatch
-[ -f "$settings" ] && [ -x "$dispatch" ] || { echo "the hook installed no settings.json"; cat "$bench/hook.out"; exit 1; }
+if [ ! -f "$settings" ] || [ ! -x "$dispatch" ]; then
+  echo "the hook installed no settings.json and dispatch"; cat "$bench/hook.out"; exit 1
+fi
 ours_cmd=$(sql "SHOW archive_command")
 case $ours_cmd in *wal-push*) ;; *) echo "archive_command is not charm-backup's: $ours_cmd"; exit 1 ;; esac
+echo "PostgreSQL 15 on 127.0.0.1:$port in $bench; $(pgbackrest version); $(nproc) cores"
+
+# --- Archive lag -------------------------------------------------------------------------------
+[ "$(sql "SHOW archive_timeout")" = "1min" ] || { echo "archive_timeout is $(sql "SHOW archive_timeout")"; exit 1; }
+sql "CREATE TABLE lag_probe (at timestamptz)" > /dev/null
+wait_archived "$(switch_wal)" 600
+sql "INSERT INTO lag_probe VALUES (clock_timestamp())" > /dev/null
+read -r commit_epoch lag_seg < <(sql "SELECT extract(epoch FROM max(at))::numeric(20,6), pg_walfile_name(pg_current_wal_insert_lsn()) FROM lag_probe" | tr '|' ' ')
+echo "archive lag: one row committed on the idle server right after a segment switch; waiting for $lag_seg in the store"
+while ! compgen -G "$store/wal/*/*/$lag_seg-*.gz" > /dev/null; do
+  if [ "$(python3 -c "import sys,time; print(int(time.time() - float(sys.argv[1])))" "$commit_epoch")" -gt 600 ]; then
+    echo "$lag_seg is not in the store after 600 s"; exit 1
+  fi
+  sleep 0.05
+done
+stored_epoch=$(now)
+lag=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$commit_epoch" "$stored_epoch")
+
+# --- Both archives from here on -----------------------------------------------------------------
 both_cmd="cp %p $capture/%f && pgbackrest --config=$conf --stanza=bench archive-push %p && $ours_cmd"
 psql_pg -d postgres -v "cmd=$both_cmd" <<< "ALTER SYSTEM SET archive_command = :'cmd'; SELECT pg_reload_conf();" > /dev/null
-
-echo "PostgreSQL 15 on 127.0.0.1:$port in $bench; $(pgbackrest version); $(nproc) cores"
 echo "loading pgbench data at scale $scale"
 as_pg "$pgbin/createdb" -h "$sock" -p "$port" -U postgres pgbench
 as_pg "$pgbin/pgbench" -i -q -s "$scale" -h "$sock" -p "$port" -U postgres pgbench > "$bench/pgbench-init.log" 2>&1 \
@@ -190,6 +212,7 @@ pgb_run() {
 }
 while [ "$(sql "SELECT ((pg_current_wal_lsn() - '$load_lsn') / 1048576)::bigint")" -lt "$wal_mib" ]; do
   pgb_run 5
+  sql CHECKPOINT > /dev/null
 done
 sleep 1.2
 target_epoch=$(sql "SELECT extract(epoch FROM clock_timestamp())::numeric(20,6)")
@@ -204,24 +227,6 @@ replay_mib=$(sql "SELECT ((pg_lsn('$target_lsn') - '$base_lsn') / 1048576)::bigi
 echo "target $target_pg: $target_rows rows in pgbench_history, $replay_mib MiB of WAL after the base backups;" \
   "waiting until both archives hold it all"
 wait_archived "$(switch_wal)"
-
-# --- Archive lag -------------------------------------------------------------------------------
-hook
-[ "$(sql "SHOW archive_command")" = "$ours_cmd" ] || { echo "the hook did not set archive_command back"; exit 1; }
-[ "$(sql "SHOW archive_timeout")" = "1min" ] || { echo "archive_timeout is $(sql "SHOW archive_timeout")"; exit 1; }
-sql "CREATE TABLE lag_probe (at timestamptz)" > /dev/null
-wait_archived "$(switch_wal)" 600
-sql "INSERT INTO lag_probe VALUES (clock_timestamp())" > /dev/null
-read -r commit_epoch lag_seg < <(sql "SELECT extract(epoch FROM max(at))::numeric(20,6), pg_walfile_name(pg_current_wal_insert_lsn()) FROM lag_probe" | tr '|' ' ')
-echo "archive lag: committed one row on the idle server right after a segment switch; waiting for $lag_seg in the store"
-while ! compgen -G "$store/wal/*/*/$lag_seg-*.gz" > /dev/null; do
-  if [ "$(python3 -c "import sys,time; print(int(time.time() - float(sys.argv[1])))" "$commit_epoch")" -gt 600 ]; then
-    echo "$lag_seg is not in the store after 600 s"; exit 1
-  fi
-  sleep 0.05
-done
-stored_epoch=$(now)
-lag=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$commit_epoch" "$stored_epoch")
 
 # --- Archiving throughput ------------------------------------------------------------------------
 find "$capture" -maxdepth 1 -type f -name '????????????????????????' -printf '%f\n' | sort \
@@ -273,6 +278,7 @@ push() {
   local name=$1; shift
   xargs cat < "$bench/segments" > /dev/null
   sync
+  # shellcheck disable=SC2016 # expanded by bash, from its arguments
   bench_time "$name" runuser -u postgres -- bash -c 'cd "$1" && shift && exec bash "$@"' _ "$pgdata" \
     "$bench/push.sh" "$bench/segments" "$bench/lat.$name" "$@"
 }
@@ -295,10 +301,11 @@ done
 # connections" in the server log after FROM_BYTE, and the segments restored from the archive.
 replay_phase() {
   tail -c "+$(( $1 + 1 ))" "$pglog" | python3 -c '
-import datetime, sys
+import datetime, re, sys
 start = end = None; n = 0
-def ts(line):
-    return datetime.datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S.%f")
+def ts(line):  # the "waiting for server to start...." of pg_ctl may precede a line
+    m = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+", line)
+    return datetime.datetime.strptime(m.group(0), "%Y-%m-%d %H:%M:%S.%f")
 for line in sys.stdin:
     if start is None:
         if "starting point-in-time recovery" in line: start = ts(line)

@@ -17,27 +17,7 @@ use charm_backup::testing::{Harness, action};
 /// Text only the data holds: it must never appear in anything stored.
 const MARKER: &str = "plaintext-marker-4d2f9a";
 
-/// An age key pair made by `age-keygen`: (identity file text, public key).
-fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let file = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = fs::read_to_string(&file).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    (text, public)
-}
+use common::keygen;
 
 const SECRET_URI: &str = "secret:d4j5kq1uqu5c7ffmbvt0";
 

@@ -21,15 +21,7 @@ fn harness(tmp: &Path, paths: &Path) -> Harness {
 }
 
 fn physical(tmp: &Path, c: &Cluster) -> Harness {
-    harness(tmp, Path::new(""))
-        .config("postgresql-uri", c.uri())
-        .config(
-            "postgresql-password-file",
-            c.password_file.display().to_string(),
-        )
-        .config("postgresql-mode", "physical")
-        .config("postgresql-bin-dir", c.bin.display().to_string())
-        .config("postgresql-data-dir", c.data.display().to_string())
+    c.physical(harness(tmp, Path::new("")))
 }
 
 /// The postmaster's pid, from `postmaster.pid`.

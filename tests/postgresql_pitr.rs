@@ -21,19 +21,13 @@ fn unit(tmp: &Path, c: &Cluster) -> Harness {
     if !link.exists() {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dispatch"), link).unwrap();
     }
-    Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
-        .charm_dir(charm_dir)
-        .config("local-store", tmp.join("store").display().to_string())
-        .config("postgresql-uri", c.uri())
-        .config(
-            "postgresql-password-file",
-            c.password_file.display().to_string(),
-        )
-        .config("postgresql-mode", "physical")
-        .config("postgresql-bin-dir", c.bin.display().to_string())
-        .config("postgresql-data-dir", c.data.display().to_string())
-        .config("postgresql-wal-archive", true)
+    c.physical(
+        Harness::from_charm_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .charm_dir(charm_dir)
+            .config("local-store", tmp.join("store").display().to_string()),
+    )
+    .config("postgresql-wal-archive", true)
 }
 
 /// Runs the hooks, restarts the server as the status asks, and checks it then archives.
@@ -185,24 +179,6 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     assert!(seg.starts_with("00000006"), "{seg}");
 }
 
-/// An age key pair made by `age-keygen`: (identity file text, public key).
-fn keygen(dir: &Path) -> (String, String) {
-    let file = dir.join("key.txt");
-    let out = std::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = std::fs::read_to_string(&file).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    (text, public)
-}
-
 const SECRET_URI: &str = "secret:d4j5kq1uqu5c7ffmbvt0";
 
 /// Runs the unit's installed `dispatch` as PostgreSQL would (in the data directory).
@@ -233,7 +209,7 @@ fn encrypted_wal_in_s3_outlives_the_store_going_down_and_fetch_tells_absent_from
     let tmp = tempfile::tempdir().unwrap();
     let mut weed = common::weed::Weed::start();
     let c = Cluster::new(tmp.path());
-    let (identity, public) = keygen(tmp.path());
+    let (identity, public) = common::keygen(tmp.path(), "key.txt");
     let h = unit(tmp.path(), &c)
         .relation(
             "s3-parameters",

@@ -114,7 +114,15 @@ impl Store for LocalStore {
         while let Some(dir) = stack.pop() {
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Nothing there, or a file where the prefix names a folder: no objects.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(Error::io("cannot list the local store", &dir, e)),
             };
             for entry in rd {

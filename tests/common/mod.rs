@@ -177,3 +177,25 @@ pub fn assert_shown_failed_not_restorable(h: &charm_backup::testing::Harness, id
         .unwrap_err();
     assert!(err.message.contains("not finished"), "{}", err.message);
 }
+
+/// An age key pair made by `age-keygen` into `dir/name`: (identity file text, public key).
+pub fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let file = dir.join(name);
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&file).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    (text, public)
+}

@@ -191,6 +191,18 @@ impl Cluster {
         pg_ctl(&self.bin, &self.data, &["status"]).status.success()
     }
 
+    /// `h` configured to back this cluster up in physical mode.
+    pub fn physical(&self, h: charm_backup::testing::Harness) -> charm_backup::testing::Harness {
+        h.config("postgresql-uri", self.uri())
+            .config(
+                "postgresql-password-file",
+                self.password_file.display().to_string(),
+            )
+            .config("postgresql-mode", "physical")
+            .config("postgresql-bin-dir", self.bin.display().to_string())
+            .config("postgresql-data-dir", self.data.display().to_string())
+    }
+
     /// The URI the charm is given (TCP, password from the file).
     pub fn uri(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
