@@ -334,13 +334,43 @@ fn encrypted_wal_in_s3_outlives_the_store_going_down_and_fetch_tells_absent_from
 }
 
 #[test]
-fn a_missing_segment_is_listed_verified_and_refused_and_archiving_turns_off_cleanly() {
+fn retention_keeps_the_wal_kept_backups_need_and_a_missing_segment_is_listed_verified_and_refused()
+{
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new(tmp.path());
-    let h = unit(tmp.path(), &c);
+    let h = unit(tmp.path(), &c).config("retention-count", 1);
     start_archiving(&h, &c);
     c.psql("postgres", "CREATE TABLE t (v text)");
+    let first = common::create_backup(&h);
+    c.psql("postgres", "INSERT INTO t VALUES ('w')");
+    let old = archive_now(&c);
+    std::thread::sleep(Duration::from_millis(1100));
+    // The second backup makes the first go, and with it the WAL only the first needed.
     let id = common::create_backup(&h);
+    assert_ne!(id, first);
+    let listed = common::listed(&h);
+    assert_eq!(listed.len(), 1);
+    let stop = listed[0]["lsn-stop"].as_str().unwrap();
+    let (hi, lo) = stop.split_once('/').unwrap();
+    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    let needed = format!("00000001{:08X}{:08X}", lsn >> 32, (lsn & 0xffff_ffff) >> 24);
+    let names = || -> Vec<String> {
+        walk(&tmp.path().join("store/wal"))
+            .iter()
+            .map(|p| {
+                p.file_name().unwrap().to_string_lossy()[..24.min(p.file_name().unwrap().len())]
+                    .to_string()
+            })
+            .filter(|n| n.len() == 24)
+            .collect()
+    };
+    assert!(
+        !names().contains(&old),
+        "{old} went with the first backup: {:?}",
+        names()
+    );
+    assert!(names().contains(&needed), "{needed} is kept: {:?}", names());
+    assert!(names().iter().all(|n| *n >= needed), "{:?}", names());
     for v in ["x", "y", "z"] {
         c.psql("postgres", &format!("INSERT INTO t VALUES ('{v}')"));
         archive_now(&c);
@@ -375,7 +405,7 @@ fn a_missing_segment_is_listed_verified_and_refused_and_archiving_turns_off_clea
         let e = restore_to(&h, &t).expect_err("refused");
         assert!(e.message.contains(&name), "{t}: {}", e.message);
     }
-    assert_eq!(rows(&c), "x,y,z");
+    assert_eq!(rows(&c), "w,x,y,z");
 
     // Off: the server's own settings come back (archive_mode at the next restart).
     let h = h.config("postgresql-wal-archive", false);
