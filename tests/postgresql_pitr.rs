@@ -141,11 +141,17 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     );
     assert_eq!(rows(&c), "1-one,2-two,3-three");
 
+    // Latest: all three (and a new timeline, 2).
+    let out = restore_to(&h, "latest")
+        .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
+    assert_eq!(rows(&c), "1-one,2-two,3-three");
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "2");
+
     // Between the second and the third commit: exactly the first two rows.
     let out = restore_to(&h, &between.to_string())
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two");
-    assert_eq!(out.results["restore"]["recovery"]["timeline"], "2");
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "3");
     assert_eq!(c.psql("postgres", "SELECT pg_is_in_recovery()"), "f");
     let settings = std::fs::read_to_string(c.data.join("postgresql.auto.conf")).unwrap();
     assert!(!settings.contains("recovery_target"), "{settings}");
@@ -157,13 +163,13 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     let out = restore_to(&h, "latest")
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two,4-four");
-    assert_eq!(out.results["restore"]["recovery"]["timeline"], "3");
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "4");
 
-    // A time before the first point-in-time restore means the old timeline: row three is back.
+    // A time before the second point-in-time restore means the timeline live then: row three.
     restore_to(&h, &after_three.to_string())
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two,3-three");
-    // A time after it, the second timeline.
+    // A time after it, the timeline that restore began: row four.
     restore_to(&h, &after_four.to_string())
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
     assert_eq!(rows(&c), "1-one,2-two,4-four");
@@ -172,11 +178,11 @@ fn restores_to_a_time_to_latest_and_across_timelines_refusing_what_it_cannot_rea
     // archives over what it archived before (the archiver would be stuck on it).
     let out = common::restore_id(&h, &base)
         .unwrap_or_else(|e| panic!("restore failed: {} {:?}", e.message, e.logs));
-    assert_eq!(out.results["restore"]["recovery"]["timeline"], "6");
+    assert_eq!(out.results["restore"]["recovery"]["timeline"], "7");
     assert_eq!(rows(&c), "");
     c.psql("postgres", "INSERT INTO t VALUES ('5-five')");
     let seg = archive_now(&c);
-    assert!(seg.starts_with("00000006"), "{seg}");
+    assert!(seg.starts_with("00000007"), "{seg}");
 }
 
 const SECRET_URI: &str = "secret:d4j5kq1uqu5c7ffmbvt0";
