@@ -440,3 +440,48 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn archiving_that_hangs_turns_the_unit_blocked_as_lagging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::new(tmp.path());
+    // A store that accepts connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hole.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = hole.incoming().take(50).collect();
+        drop(conns);
+    });
+    let h = unit(tmp.path(), &c)
+        .config("postgresql-archive-timeout", 1)
+        .relation(
+            "s3-parameters",
+            "s3-integrator",
+            [
+                ("bucket", "backups"),
+                ("endpoint", endpoint.as_str()),
+                ("access-key", common::weed::KEY),
+                ("secret-key", common::weed::SECRET),
+                ("s3-uri-style", "path"),
+            ],
+        );
+    start_archiving(&h, &c);
+    c.psql(
+        "postgres",
+        "SELECT pg_logical_emit_message(false, 'test', 'x'), pg_switch_wal()",
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let status = h.run_hook(&charm(), "update-status").status;
+    assert_eq!(status.0, "blocked", "{status:?}");
+    assert!(
+        status.1.contains("WAL archiving lags")
+            && status
+                .1
+                .contains("more than twice postgresql-archive-timeout"),
+        "{}",
+        status.1
+    );
+    drop(h);
+    drop(c);
+    drop(held);
+}
