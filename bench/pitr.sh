@@ -33,9 +33,11 @@
 #     every segment is in both archives.
 #  5. Archiving throughput: the captured segments of the load, pushed one at a time as the
 #     archiver does (as the postgres user, from the data directory), each tool into an archive of
-#     its own that is empty at the start: `dispatch wal-push` (gzip level 6, every core; also with
-#     compression-threads=1) and `pgbackrest archive-push` (archive-async=n, compress-type=gz at
-#     its default level 6, one process). Page cache warm for all.
+#     its own that is empty at the start: `dispatch wal-push` (gzip level 6 on one core, its default for
+#     WAL; also with compression-threads=2) and `pgbackrest archive-push` (archive-async=n, compress-type=gz at
+#     its default level 6, one process). Page cache warm for all. PITR_ROUNDS rounds (default
+#     3), the tools taking turns, each round into new archives; the fastest round of each counts
+#     (other work on the machine only ever slows one down), and every round's time is shown.
 #  6. Restore to the target time, replaying the same WAL, each from its own archive: the charm's
 #     `restore restore-to-time=T skip-backup=true` action through the local agent, timed whole
 #     (it archives the running server's last WAL, stops it, restores the base backup, starts it
@@ -43,8 +45,8 @@
 #     is stopped and its data directory emptied (untimed), and `pgbackrest restore --type=time
 #     --target-action=promote` + `pg_ctl start` + polling until pg_is_in_recovery() is false is
 #     timed. The replay itself (from "starting point-in-time recovery" to "ready to accept
-#     connections" in the server log) is shown for both, as is the row count at the target,
-#     which both must match.
+#     connections" in the server log) is shown for both; every restore must bring back the rows
+#     pgbench_history held at the target. PITR_ROUNDS rounds of the pair, the fastest counting.
 #
 # Targets: wal-push throughput >= 1.0x pgbackrest archive-push; archive lag <= 65 s;
 # restore-to-time <= 1.0x the time of pgBackRest's restore.
@@ -54,6 +56,7 @@ top=$PWD
 scale=${PGBENCH_SCALE:-20}
 wal_mib=${PITR_WAL_MIB:-1100}
 clients=${PGBENCH_CLIENTS:-4}
+rounds=${PITR_ROUNDS:-3}
 
 . bench/lib.sh
 [ "$(id -u)" -eq 0 ] || { echo "run as root (the cluster and pgbackrest run as the postgres OS user)"; exit 1; }
@@ -247,8 +250,8 @@ while read -r p; do
   echo "$t0 $t1" | awk '{printf "%.6f\n", $2 - $1}' >> "$out"
 done < "$list"
 EOF
-# A settings file for a fresh store of its own: the hook's, with local-store (and
-# compression-threads) changed in the config-get answer it replays.
+# push_settings DIR THREADS: a settings file for a store of its own, DIR/store: the hook's, with
+# local-store and compression-threads changed in the config-get answer it replays.
 push_settings() {
   local dir=$1 threads=$2
   install -d -m 0755 "$dir"; install -d -m 0711 "$dir/store"
@@ -270,30 +273,32 @@ json.dump(saved, open(dst, "w"))
 PY
   chgrp postgres "$dir/settings.json"; chmod 0640 "$dir/settings.json"
 }
-push_settings "$bench/push-ours" 0
-push_settings "$bench/push-ours1" 1
-install -d -o postgres -g postgres -m 0750 "$bench/push-pgbr"
-pgbr "--repo1-path=$bench/push-pgbr" stanza-create > /dev/null
+# push NAME DIR CMD...: pushes the segments with CMD as the postgres user from the data
+# directory, into DIR (checked to hold them all afterwards); sets T_NAME.
 push() {
-  local name=$1; shift
+  local name=$1 dir=$2 n; shift 2
+  install -o postgres -m 0644 /dev/null "$bench/lat.$name"
   xargs cat < "$bench/segments" > /dev/null
   sync
   # shellcheck disable=SC2016 # expanded by bash, from its arguments
   bench_time "$name" runuser -u postgres -- bash -c 'cd "$1" && shift && exec bash "$@"' _ "$pgdata" \
     "$bench/push.sh" "$bench/segments" "$bench/lat.$name" "$@"
+  n=$(find "$dir" -type f -name '*.gz' | wc -l)
+  [ "$n" -eq "$nseg" ] || { echo "$dir holds $n segments, not $nseg"; exit 1; }
+  find "$dir" -type f -name '*.gz' -printf '%s\n' | awk '{s += $1} END {print s + 0}' > "$bench/size.$name"
 }
-echo "pushing $nseg segments ($((seg_bytes >> 20)) MiB) one at a time with each tool"
-touch "$bench/lat.push_ours" "$bench/lat.push_ours1" "$bench/lat.push_pgbr"
-chown postgres "$bench"/lat.*
-push push_ours "$dispatch" wal-push "$bench/push-ours/settings.json" @P@ @F@
-push push_ours1 "$dispatch" wal-push "$bench/push-ours1/settings.json" @P@ @F@
-push push_pgbr pgbackrest "--config=$conf" --stanza=bench "--repo1-path=$bench/push-pgbr" archive-push @P@
-sum_gz() { find "$1" -type f -name '*.gz' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
-stored_ours=$(sum_gz "$bench/push-ours/store/wal") stored_ours1=$(sum_gz "$bench/push-ours1/store/wal")
-stored_pgbr=$(sum_gz "$bench/push-pgbr/archive")
-for d in "$bench/push-ours/store/wal" "$bench/push-ours1/store/wal" "$bench/push-pgbr/archive"; do
-  n=$(find "$d" -type f -name '*.gz' | wc -l)
-  [ "$n" -eq "$nseg" ] || { echo "$d holds $n segments, not $nseg"; exit 1; }
+echo "pushing $nseg segments ($((seg_bytes >> 20)) MiB) one at a time with each tool, $rounds rounds"
+for r in $(seq "$rounds"); do
+  push_settings "$bench/push-ours-$r" 0
+  push_settings "$bench/push-ours1-$r" 2
+  install -d -o postgres -g postgres -m 0750 "$bench/push-pgbr-$r"
+  pgbr "--repo1-path=$bench/push-pgbr-$r" stanza-create > /dev/null
+  push "push_ours_$r" "$bench/push-ours-$r/store/wal" \
+    "$dispatch" wal-push "$bench/push-ours-$r/settings.json" @P@ @F@
+  push "push_ours1_$r" "$bench/push-ours1-$r/store/wal" \
+    "$dispatch" wal-push "$bench/push-ours1-$r/settings.json" @P@ @F@
+  push "push_pgbr_$r" "$bench/push-pgbr-$r/archive" \
+    pgbackrest "--config=$conf" --stanza=bench "--repo1-path=$bench/push-pgbr-$r" archive-push @P@
 done
 
 # --- Restore to the target time -------------------------------------------------------------------
@@ -314,20 +319,11 @@ for line in sys.stdin:
         end = ts(line); break
 print(f"{(end - start).total_seconds():.2f} {n}" if start and end else "nan 0")'
 }
-rows_now() { sql "SELECT count(*) FROM pgbench_history" pgbench; }
-echo "restoring to $target_pg with each tool"
-from=$(stat -c %s "$pglog")
-sync
-bench_time restore_ours "$agent" run --agent-dir "$adir" --format json restore \
-  "restore-to-time=$target_rfc" skip-backup=true
-read -r replay_ours segs_ours < <(replay_phase "$from")
-[ "$(sql "SELECT pg_is_in_recovery()")" = f ] || { echo "charm-backup's restore left the server in recovery"; exit 1; }
-rows_ours=$(rows_now)
-
-as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop > /dev/null
-find "$pgdata" -mindepth 1 -delete
-from=$(stat -c %s "$pglog")
-sync
+# restored NAME FROM_BYTE: checks the server promoted; writes its replay phase and row count.
+restored() {
+  [ "$(sql "SELECT pg_is_in_recovery()")" = f ] || { echo "$1 left the server in recovery"; exit 1; }
+  echo "$(replay_phase "$2") $(sql "SELECT count(*) FROM pgbench_history" pgbench)" > "$bench/replay.$1"
+}
 cat > "$bench/pgbr-restore.sh" <<'EOF'
 # pgbr-restore.sh CONF PGDATA LOG SOCK PORT TARGET: pgBackRest's restore to TARGET, then the
 # server started and waited for until it has promoted.
@@ -340,47 +336,73 @@ until [ "$(psql -X -At -h "$sock" -p "$port" -U postgres -d postgres -c 'SELECT 
   sleep 0.1
 done
 EOF
-bench_time restore_pgbr runuser -u postgres -- env "PATH=$PATH" bash "$bench/pgbr-restore.sh" \
-  "$conf" "$pgdata" "$pglog" "$sock" "$port" "$target_pg"
-read -r replay_pgbr segs_pgbr < <(replay_phase "$from")
-rows_pgbr=$(rows_now)
+echo "restoring to $target_pg with each tool, $rounds rounds"
+for r in $(seq "$rounds"); do
+  from=$(stat -c %s "$pglog")
+  sync
+  bench_time "restore_ours_$r" "$agent" run --agent-dir "$adir" --format json restore \
+    "restore-to-time=$target_rfc" skip-backup=true
+  restored "restore_ours_$r" "$from"
+
+  as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop > /dev/null
+  find "$pgdata" -mindepth 1 -delete
+  from=$(stat -c %s "$pglog")
+  sync
+  bench_time "restore_pgbr_$r" runuser -u postgres -- env "PATH=$PATH" bash "$bench/pgbr-restore.sh" \
+    "$conf" "$pgdata" "$pglog" "$sock" "$port" "$target_pg"
+  restored "restore_pgbr_$r" "$from"
+done
 
 # --- The figures ---------------------------------------------------------------------------------
-# shellcheck disable=SC2154 # T_*: set by bench_time
-python3 - "$bench" "$nseg" "$seg_bytes" "$T_push_ours" "$T_push_ours1" "$T_push_pgbr" \
-  "$stored_ours" "$stored_ours1" "$stored_pgbr" "$lag" "$T_restore_ours" "$T_restore_pgbr" \
-  "$replay_ours" "$replay_pgbr" "$segs_ours" "$segs_pgbr" "$replay_mib" \
-  "$target_rows" "$rows_ours" "$rows_pgbr" <<'PY'
+python3 - "$bench" "$rounds" "$nseg" "$seg_bytes" "$lag" "$replay_mib" "$target_rows" <<'PY'
 import statistics, sys
-a = sys.argv[1:]
-bench, nseg, seg_bytes = a[0], int(a[1]), int(a[2])
-t_ours, t_ours1, t_pgbr = map(float, a[3:6])
-s_ours, s_ours1, s_pgbr = map(int, a[6:9])
-lag, r_ours, r_pgbr, p_ours, p_pgbr = map(float, a[9:14])
-segs_ours, segs_pgbr, replay_mib, rows_t, rows_ours, rows_pgbr = map(int, a[14:20])
+bench, rounds, nseg, seg_bytes, lag, replay_mib, rows_t = sys.argv[1:]
+rounds, nseg, seg_bytes, replay_mib, rows_t, lag = int(rounds), int(nseg), int(seg_bytes), int(replay_mib), int(rows_t), float(lag)
 mib = 1 << 20
-def lat(name):
-    v = sorted(float(x) for x in open(f"{bench}/lat.{name}"))
-    return statistics.median(v) * 1000, v[min(len(v) - 1, int(len(v) * 0.95))] * 1000
+def secs(name):
+    return float(open(f"{bench}/time.{name}").read().split()[0])
+def best(kind):
+    """The fastest of the rounds: its name, and every round's seconds."""
+    all_ = [(secs(f"{kind}_{r}"), f"{kind}_{r}") for r in range(1, rounds + 1)]
+    return min(all_)[1], [t for t, _ in all_]
+def rounds_text(ts):
+    return " ".join(f"{t:.2f}" for t in ts)
 print()
 print(f"WAL archiving: {nseg} segments ({seg_bytes / mib:.0f} MiB) of pgbench WAL, pushed one at a time "
-      "as the archiver does")
-print(f"{'':46} {'seconds':>8} {'MiB/s':>7} {'median ms':>10} {'p95 ms':>7} {'stored MiB':>11}")
-for label, t, s, name in [
-    ("charm-backup wal-push (gzip 6, every core)", t_ours, s_ours, "push_ours"),
-    ("  the same, compression-threads=1", t_ours1, s_ours1, "push_ours1"),
-    ("pgbackrest archive-push (gz 6, sync, 1 proc)", t_pgbr, s_pgbr, "push_pgbr"),
+      f"as the archiver does (best of {rounds} rounds)")
+print(f"{'':46} {'seconds':>8} {'MiB/s':>7} {'median ms':>10} {'p95 ms':>7} {'stored MiB':>11}   rounds (s)")
+push = {}
+for label, kind in [
+    ("charm-backup wal-push (gzip 6, one core)", "push_ours"),
+    ("  the same, compression-threads=2", "push_ours1"),
+    ("pgbackrest archive-push (gz 6, sync, 1 proc)", "push_pgbr"),
 ]:
-    med, p95 = lat(name)
-    print(f"{label:46} {t:8.2f} {seg_bytes / mib / t:7.1f} {med:10.0f} {p95:7.0f} {s / mib:11.1f}")
+    name, ts = best(kind)
+    t = secs(name)
+    push[kind] = t
+    v = sorted(float(x) for x in open(f"{bench}/lat.{name}"))
+    med, p95 = statistics.median(v) * 1000, v[min(len(v) - 1, int(len(v) * 0.95))] * 1000
+    size = int(open(f"{bench}/size.{name}").read())
+    print(f"{label:46} {t:8.2f} {seg_bytes / mib / t:7.1f} {med:10.0f} {p95:7.0f} {size / mib:11.1f}   {rounds_text(ts)}")
 print()
 print(f"archive lag, commit on an idle server right after a segment switch -> segment in the store "
       f"(archive_timeout=60): {lag:.1f} s")
 print()
-print(f"restore to the target time: {replay_mib} MiB of WAL written between the base backups and the target")
-print(f"{'':46} {'seconds':>8} {'replay s':>9} {'segments':>9} {'rows':>9}")
-print(f"{'charm-backup restore restore-to-time (action)':46} {r_ours:8.2f} {p_ours:9.2f} {segs_ours:9d} {rows_ours:9d}")
-print(f"{'pgbackrest restore --type=time + start':46} {r_pgbr:8.2f} {p_pgbr:9.2f} {segs_pgbr:9d} {rows_pgbr:9d}")
+print(f"restore to the target time: {replay_mib} MiB of WAL written between the base backups and the target "
+      f"(best of {rounds} rounds)")
+print(f"{'':46} {'seconds':>8} {'replay s':>9} {'segments':>9} {'rows':>9}   rounds (s)")
+rest, replay, rows_ok = {}, {}, True
+for label, kind in [
+    ("charm-backup restore restore-to-time (action)", "restore_ours"),
+    ("pgbackrest restore --type=time + start", "restore_pgbr"),
+]:
+    name, ts = best(kind)
+    rest[kind] = secs(name)
+    rp, segs, rows = open(f"{bench}/replay.{name}").read().split()
+    replay[kind] = float(rp)
+    for r in range(1, rounds + 1):
+        rows_ok &= int(open(f"{bench}/replay.{kind}_{r}").read().split()[2]) == rows_t
+    print(f"{label:46} {rest[kind]:8.2f} {float(rp):9.2f} {int(segs):9d} {int(rows):9d}   {rounds_text(ts)}")
 print(f"{'  (rows in pgbench_history at the target)':46} {'':8} {'':9} {'':9} {rows_t:9d}")
 print("  seconds: the whole action (archives the running server's last WAL, stops it, restores the base")
 print("  backup, replays, waits for the promotion, checkpoints) against pgbackrest restore into the emptied")
@@ -389,10 +411,11 @@ print("  recovery\" to \"ready to accept connections\" in the server log; segmen
 print()
 def row(name, value, target, ok):
     print(f"{name:52} {value:>9}   target {target:8} {'met' if ok else 'MISSED'}")
-row("wal-push throughput relative to pgbackrest", f"{t_pgbr / t_ours:.2f}x", ">= 1.0x", t_pgbr / t_ours >= 1.0)
+ratio = push["push_pgbr"] / push["push_ours"]
+row("wal-push throughput relative to pgbackrest", f"{ratio:.2f}x", ">= 1.0x", ratio >= 1.0)
 row("archive lag", f"{lag:.1f} s", "<= 65 s", lag <= 65)
-row("restore-to-time relative to pgbackrest", f"{r_ours / r_pgbr:.2f}x", "<= 1.0x", r_ours / r_pgbr <= 1.0)
-print(f"{'  (replay alone relative to pgbackrest)':52} {p_ours / p_pgbr:>8.2f}x")
-row("rows at the target: both restores agree", f"{rows_ours}/{rows_pgbr}", f"{rows_t}",
-    rows_ours == rows_pgbr == rows_t)
+ratio = rest["restore_ours"] / rest["restore_pgbr"]
+row("restore-to-time relative to pgbackrest", f"{ratio:.2f}x", "<= 1.0x", ratio <= 1.0)
+print(f"{'  (replay alone relative to pgbackrest)':52} {replay['restore_ours'] / replay['restore_pgbr']:>8.2f}x")
+row("every restore has the target's rows", "yes" if rows_ok else "no", f"{rows_t}", rows_ok)
 PY

@@ -132,13 +132,14 @@ impl Store for LocalStore {
                 if name.to_string_lossy().ends_with(".partial") {
                     continue;
                 }
-                let meta = entry.metadata().at("cannot read", &p)?;
                 let key = p
                     .strip_prefix(&self.root)
                     .unwrap_or(&p)
                     .to_string_lossy()
                     .into_owned();
-                if meta.is_dir() {
+                // The name decides first: a file's metadata is read only when it is listed.
+                let is_dir = entry.file_type().at("cannot read", &p)?.is_dir();
+                if is_dir {
                     if prefix.starts_with(&format!("{key}/"))
                         || key.starts_with(prefix)
                         || prefix.is_empty()
@@ -146,6 +147,7 @@ impl Store for LocalStore {
                         stack.push(p);
                     }
                 } else if key.starts_with(prefix) {
+                    let meta = entry.metadata().at("cannot read", &p)?;
                     out.push(ObjectMeta {
                         key,
                         size: meta.len(),

@@ -252,9 +252,7 @@ impl<'a> WalArchive<'a> {
                 ),
             ));
         }
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("cannot sync", dest, e))?;
+        // No fsync: PostgreSQL reads the file at once and fetches it again after a crash.
         tmp.persist(dest)
             .map_err(|e| Error::io("cannot write", dest, e.error))?;
         Ok(true)
