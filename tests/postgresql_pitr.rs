@@ -485,3 +485,44 @@ fn archiving_that_hangs_turns_the_unit_blocked_as_lagging() {
     drop(c);
     drop(held);
 }
+
+#[test]
+fn recovery_that_cannot_read_a_segment_fails_saying_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::new(tmp.path());
+    let h = unit(tmp.path(), &c);
+    start_archiving(&h, &c);
+    c.psql("postgres", "CREATE TABLE t (v text)");
+    common::create_backup(&h);
+    c.psql("postgres", "INSERT INTO t VALUES ('p')");
+    let damaged = archive_now(&c);
+    c.psql("postgres", "INSERT INTO t VALUES ('q')");
+    archive_now(&c);
+    // The archived copy of a segment recovery needs no longer holds what it was archived with.
+    let stored = walk(&tmp.path().join("store/wal"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{damaged}-"))
+        })
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &vec![7u8; 16 << 20]).unwrap();
+    std::fs::write(&stored, gz.finish().unwrap()).unwrap();
+
+    let e = restore_to(&h, "latest").expect_err("recovery cannot go past the damaged segment");
+    assert!(
+        e.message.contains("recovery stopped")
+            && e.message.contains("short of the target")
+            && e.message.contains(&damaged)
+            && e.message.contains("damaged"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !c.running(),
+        "the server is left stopped in recovery, not promoted early"
+    );
+}
