@@ -141,13 +141,11 @@ impl Postgres {
     /// When the server refuses.
     pub fn restore_settings(&self, previous: &[Setting]) -> Result<()> {
         let mut c = self.connect()?;
-        for s in previous {
-            let name = match s.name.as_str() {
-                "archive_mode" => "archive_mode",
-                "archive_command" => "archive_command",
-                "archive_timeout" => "archive_timeout",
-                _ => continue,
-            };
+        for s in previous
+            .iter()
+            .filter(|s| ARCHIVE_SETTINGS.contains(&s.name.as_str()))
+        {
+            let name = s.name.as_str();
             let stmt = if s.from_alter_system {
                 Stmt::new("ALTER SYSTEM SET ")
                     .ident(name)
