@@ -40,6 +40,19 @@ pub struct WithIdentities<'a> {
     pub identities: Identities,
 }
 
+impl<'a> WithIdentities<'a> {
+    /// `inner`, read with `identities` when there are any.
+    pub fn wrap(
+        inner: Box<dyn ArchiveSource + 'a>,
+        identities: Option<Identities>,
+    ) -> Box<dyn ArchiveSource + 'a> {
+        match identities {
+            Some(identities) => Box::new(WithIdentities { inner, identities }),
+            None => inner,
+        }
+    }
+}
+
 impl ArchiveSource for WithIdentities<'_> {
     fn name(&self) -> String {
         self.inner.name()

@@ -185,13 +185,7 @@ pub fn verify_backup(
             ..Default::default()
         });
     }
-    let archive: Box<dyn crate::archive::ArchiveSource + '_> = match &options.identities {
-        Some(ids) => Box::new(WithIdentities {
-            inner: archive,
-            identities: ids.clone(),
-        }),
-        None => archive,
-    };
+    let archive = WithIdentities::wrap(archive, options.identities.clone());
     progress.step(&format!(
         "verifying backup {} ({})",
         meta.id,

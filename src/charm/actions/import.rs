@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ArchiveSource, FileSource, Limits, WithIdentities};
+use crate::archive::{FileSource, Limits, WithIdentities};
 use crate::charm::actions::{BackupResult, open_store, state_dir};
 use crate::charm::config::CharmConfig;
 use crate::commands::import::{ImportBackupOptions, import_backup};
@@ -60,14 +60,8 @@ impl Action for ImportBackup {
                 ctx.resource("snapshot")?
             }
         };
-        let file: Box<dyn ArchiveSource> = Box::new(FileSource::open(&path)?);
-        let source: Box<dyn ArchiveSource> = match config.identities(ctx)? {
-            Some(identities) => Box::new(WithIdentities {
-                inner: file,
-                identities,
-            }),
-            None => file,
-        };
+        let source =
+            WithIdentities::wrap(Box::new(FileSource::open(&path)?), config.identities(ctx)?);
         let store = open_store(ctx, &config)?;
         let options = ImportBackupOptions {
             limits: Limits {

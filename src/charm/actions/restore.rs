@@ -309,13 +309,7 @@ impl Action for Restore {
             }
             Box::new(file)
         };
-        let source: Box<dyn ArchiveSource + '_> = match identities {
-            Some(ids) => Box::new(WithIdentities {
-                inner: source,
-                identities: ids,
-            }),
-            None => source,
-        };
+        let source = WithIdentities::wrap(source, identities);
         let options = RestoreOptions {
             expected_sha256: expected,
             allowed_paths: config.paths(),

@@ -247,6 +247,18 @@ impl FakeAgent {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// [`FakeAgent::call`] with string arguments, its output as text: exit status, stdout,
+    /// stderr (for tests of the tools' flags, formats and errors).
+    pub fn call_text(&self, tool: &str, args: &[&str]) -> (i32, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let o = self.call(tool, &args);
+        (
+            o.status,
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
     /// Runs one tool call as Juju's server would: returns stdout, stderr and exit status.
     pub fn call(&self, tool: &str, args: &[String]) -> ToolOutput {
         if args.iter().any(|a| a == "-h" || a == "--help") && !args.contains(&"--".to_string()) {

@@ -11,13 +11,7 @@ fn agent_in_action(params: Value) -> FakeAgent {
 }
 
 fn call(a: &FakeAgent, tool: &str, args: &[&str]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let o = a.call(tool, &args);
-    (
-        o.status,
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    a.call_text(tool, args)
 }
 
 #[test]
