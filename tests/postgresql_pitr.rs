@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use charm_backup::charm::charm;
+use charm_backup::source::postgres::wal::{WalFile, parse_lsn};
 use charm_backup::store::Store;
 use charm_backup::testing::{ActionFailed, ActionOutput, Harness, action};
 
@@ -55,21 +56,8 @@ fn start_archiving(h: &Harness, c: &Cluster) {
 /// Switches WAL and waits until the archiver has stored the segment it closed.
 fn archive_now(c: &Cluster) -> String {
     let seg = c.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    for _ in 0..300 {
-        let last = c.psql(
-            "postgres",
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        );
-        if !last.is_empty() && last[..24.min(last.len())] >= *seg.as_str() {
-            return seg;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{seg} was not archived: {}\n{}",
-        c.psql("postgres", "SELECT * FROM pg_stat_archiver"),
-        std::fs::read_to_string(c.dir.join("log")).unwrap_or_default()
-    );
+    wait_archived(c, &seg);
+    seg
 }
 
 fn now() -> jiff::Timestamp {
@@ -196,6 +184,7 @@ fn dispatch(tmp: &Path, c: &Cluster, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Waits until the archiver has stored `seg` (or a later segment).
 fn wait_archived(c: &Cluster, seg: &str) {
     for _ in 0..600 {
         let last = c.psql(
@@ -207,7 +196,11 @@ fn wait_archived(c: &Cluster, seg: &str) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{seg} was not archived");
+    panic!(
+        "{seg} was not archived: {}\n{}",
+        c.psql("postgres", "SELECT * FROM pg_stat_archiver"),
+        std::fs::read_to_string(c.dir.join("log")).unwrap_or_default()
+    );
 }
 
 #[test]
@@ -356,10 +349,8 @@ fn retention_keeps_the_wal_kept_backups_need_and_a_missing_segment_is_listed_ver
     assert_ne!(id, first);
     let listed = common::listed(&h);
     assert_eq!(listed.len(), 1);
-    let stop = listed[0]["lsn-stop"].as_str().unwrap();
-    let (hi, lo) = stop.split_once('/').unwrap();
-    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
-    let needed = format!("00000001{:08X}{:08X}", lsn >> 32, (lsn & 0xffff_ffff) >> 24);
+    let stop = parse_lsn(listed[0]["lsn-stop"].as_str().unwrap()).unwrap();
+    let needed = WalFile::segment_of(1, stop).to_string();
     let names = || -> Vec<String> {
         walk(&tmp.path().join("store/wal"))
             .iter()

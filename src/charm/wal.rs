@@ -16,14 +16,12 @@ use crate::juju::replay::SavedContext;
 use crate::juju::{BoxError, Context, Status};
 use crate::source::postgres::Postgres;
 use crate::source::postgres::wal::{PushOutcome, Setting, WAL_PREFIX};
+use crate::store::Store;
 
 /// Exit status of `wal-fetch` when the store failed (after its retries) rather than answered
 /// that the file does not exist: above 125, which PostgreSQL takes for a failure of the
 /// command itself and ends recovery with an error instead of treating the file as missing.
 pub const FETCH_FAILED: u8 = 255;
-
-/// Where `wal-fetch` leaves its error when the store failed, relative to the settings' directory.
-const FETCH_FAILURE_MARKER: &str = "private/last-fetch-error";
 
 /// The previous archiving settings, in the unit's state directory while archiving is on.
 const PREVIOUS_SETTINGS: &str = "wal-archive-previous-settings.json";
@@ -47,10 +45,16 @@ impl WalPaths {
     /// The paths of the unit in `ctx`.
     pub fn of(ctx: &Context) -> WalPaths {
         let charm = &ctx.juju().charm_dir;
-        let dir = charm
-            .parent()
-            .unwrap_or(Path::new("/var/lib/charm-backup"))
-            .join("charm-backup-wal");
+        WalPaths::in_dir(
+            charm
+                .parent()
+                .unwrap_or(Path::new("/var/lib/charm-backup"))
+                .join("charm-backup-wal"),
+        )
+    }
+
+    /// The paths in `dir` (that of the settings file `wal-push` and `wal-fetch` are given).
+    pub fn in_dir(dir: PathBuf) -> WalPaths {
         WalPaths {
             binary: dir.join("dispatch"),
             settings: dir.join("settings.json"),
@@ -82,7 +86,7 @@ impl WalPaths {
 
     /// The file a failed fetch leaves its error in.
     pub fn fetch_failure(&self) -> PathBuf {
-        self.dir.join(FETCH_FAILURE_MARKER)
+        self.private.join("last-fetch-error")
     }
 
     /// The file holding the last push's error, if it failed.
@@ -100,12 +104,12 @@ fn shell_quote(p: &Path) -> String {
 /// # Errors
 /// When the server is not local.
 pub fn server_owner(pg: &Postgres) -> Result<(u32, u32), BoxError> {
-    let info = pg.inspect()?;
-    let m = std::fs::metadata(&info.data_directory).map_err(|_| {
+    let dir = pg.data_directory()?;
+    let m = std::fs::metadata(&dir).map_err(|_| {
         Error::invalid(format!(
             "the server's data directory {} is not on this machine: WAL archiving runs beside \
              the server (point postgresql-uri at the PostgreSQL of this machine)",
-            info.data_directory
+            dir.display()
         ))
     })?;
     Ok((m.uid(), m.gid()))
@@ -166,16 +170,16 @@ pub fn install(
 
     let tools = ctx.tools();
     tools.start_recording();
-    let read = CharmConfig::read(ctx)
+    let store = CharmConfig::read(ctx)
         .map_err(BoxError::from)
-        .and_then(|c| open_store(ctx, &c).map(drop));
+        .and_then(|c| open_store(ctx, &c));
     let calls = tools.take_recording();
-    read?;
+    let store = store?;
     let saved = serde_json::to_vec(&SavedContext::new(ctx.juju(), calls))?;
     crate::schedule::write_atomic(&paths.settings, &saved, 0o640)?;
     chown(&paths.settings, Some(0), Some(gid))?;
 
-    if crate::charm::s3::s3_options(ctx)?.is_none() {
+    if store.kind() == "local" {
         let root = Path::new(&config.local_store);
         crate::archive::create_private_dir(root)?;
         make_reachable(&root.join("x"))?;
@@ -364,11 +368,20 @@ pub fn health(pg: &Postgres, paths: &WalPaths, timeout: u32, status: Status) -> 
     Status::Active(format!("{msg}; WAL {last}"))
 }
 
-fn saved_context(settings: &Path) -> Result<Context, BoxError> {
+/// The config and the store, replayed from the settings the hooks saved.
+fn replayed(settings: &Path) -> Result<(CharmConfig, Box<dyn Store>), BoxError> {
     let saved: SavedContext = serde_json::from_slice(
         &std::fs::read(settings).map_err(|e| Error::io("cannot read", settings, e))?,
     )?;
-    Ok(Context::new(saved.juju(), saved.tools()))
+    let ctx = Context::new(saved.juju(), saved.tools());
+    let config = CharmConfig::read(&ctx)?;
+    let store = open_store(&ctx, &config)?;
+    Ok((config, store))
+}
+
+/// The paths beside the settings file.
+fn paths_beside(settings: &Path) -> WalPaths {
+    WalPaths::in_dir(settings.parent().unwrap_or(Path::new(".")).to_path_buf())
 }
 
 /// `dispatch wal-push SETTINGS PATH NAME`: PostgreSQL's `archive_command`. Exits 0 once the
@@ -376,9 +389,7 @@ fn saved_context(settings: &Path) -> Result<Context, BoxError> {
 /// stderr, which PostgreSQL puts in its log (and retries).
 pub fn run_push(settings: &Path, path: &Path, name: &str) -> ExitCode {
     let result = (|| -> Result<PushOutcome, BoxError> {
-        let ctx = saved_context(settings)?;
-        let config = CharmConfig::read(&ctx)?;
-        let store = open_store(&ctx, &config)?;
+        let (config, store) = replayed(settings)?;
         let o = WalPushOptions {
             recipients: config.recipients()?,
             // A segment is compressed on one core unless compression-threads says otherwise:
@@ -392,20 +403,16 @@ pub fn run_push(settings: &Path, path: &Path, name: &str) -> ExitCode {
         };
         Ok(wal_push(store.as_ref(), path, name, &o)?)
     })();
-    let last_error = settings.parent().map(|d| d.join("private/last-push-error"));
+    let last_error = paths_beside(settings).last_error();
     match result {
         Ok(PushOutcome::Stored(_)) | Ok(PushOutcome::AlreadyArchived(_)) => {
-            if let Some(p) = last_error {
-                let _ = std::fs::remove_file(p);
-            }
+            let _ = std::fs::remove_file(last_error);
             ExitCode::SUCCESS
         }
         Err(e) => {
             let msg = format!("charm-backup wal-push {name}: {}", chain(e.as_ref()));
             eprintln!("{msg}");
-            if let Some(p) = last_error {
-                let _ = std::fs::write(p, &msg);
-            }
+            let _ = std::fs::write(last_error, &msg);
             ExitCode::FAILURE
         }
     }
@@ -416,9 +423,7 @@ pub fn run_push(settings: &Path, path: &Path, name: &str) -> ExitCode {
 /// and [`FETCH_FAILED`] when the store could not be read after retries.
 pub fn run_fetch(settings: &Path, identity: Option<&Path>, name: &str, dest: &Path) -> ExitCode {
     let result = (|| -> Result<Fetched, BoxError> {
-        let ctx = saved_context(settings)?;
-        let config = CharmConfig::read(&ctx)?;
-        let store = open_store(&ctx, &config)?;
+        let (_, store) = replayed(settings)?;
         let mut o = WalFetchOptions::new();
         if let Some(p) = identity {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io("cannot read", p, e))?;
@@ -444,9 +449,7 @@ pub fn run_fetch(settings: &Path, identity: Option<&Path>, name: &str, dest: &Pa
                 }
             );
             eprintln!("{msg}");
-            if let Some(p) = settings.parent() {
-                let _ = std::fs::write(p.join(FETCH_FAILURE_MARKER), &msg);
-            }
+            let _ = std::fs::write(paths_beside(settings).fetch_failure(), &msg);
             ExitCode::from(FETCH_FAILED)
         }
     }

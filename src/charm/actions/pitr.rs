@@ -109,7 +109,7 @@ pub(crate) fn prepare(
     // this restore leaves, and a later restore may want them.
     if let Some(pg) = config.postgresql(ctx)?
         && config.postgresql_wal_archive
-        && pg.inspect().is_ok()
+        && pg.connect().is_ok()
     {
         match pg.switch_and_wait_archived(std::time::Duration::from_secs(120)) {
             Ok(seg) => ctx.log(&format!("the server's WAL is archived up to {seg}")),

@@ -594,17 +594,11 @@ fn databases_ahead(e: Error) -> Error {
 #[cfg(feature = "postgresql")]
 fn physical_target(pg: &Postgres, source: &crate::archive::SourceInfo) -> Result<PathBuf> {
     let backup_dir = source.paths.first().map(PathBuf::from).unwrap_or_default();
-    let current = match &pg.options().data_dir {
-        Some(d) => d.clone(),
-        None => match pg.inspect() {
-            Ok(info) if !info.data_directory.is_empty() => PathBuf::from(info.data_directory),
-            Ok(_) | Err(_) => {
-                return Err(Error::invalid(
-                    "cannot tell this server's data directory (it is not running, or the role may not read data_directory): set postgresql-data-dir",
-                ));
-            }
-        },
-    };
+    let current = pg.data_directory().map_err(|_| {
+        Error::invalid(
+            "cannot tell this server's data directory (it is not running, or the role may not read data_directory): set postgresql-data-dir",
+        )
+    })?;
     if current != backup_dir {
         return Err(Error::invalid(format!(
             "the backup is of the data directory {}, but this server's is {}: a physical backup goes back where it came from",

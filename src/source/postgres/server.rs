@@ -144,6 +144,27 @@ impl Postgres {
         Ok(info)
     }
 
+    /// The server's data directory: `postgresql-data-dir` when given, else asked of the server
+    /// (one query, where [`Postgres::inspect`] reads every database).
+    ///
+    /// # Errors
+    /// When it is not given and the server cannot say (not running, or the role may not read
+    /// `data_directory`).
+    pub fn data_directory(&self) -> Result<std::path::PathBuf> {
+        if let Some(d) = &self.options().data_dir {
+            return Ok(d.clone());
+        }
+        let mut c = self.connect()?;
+        let dir = rows(&mut c, "SHOW data_directory")?
+            .first()
+            .map(|r| col(r, 0))
+            .unwrap_or_default();
+        if dir.is_empty() {
+            return Err(Error::invalid("the server does not say its data_directory"));
+        }
+        Ok(dir.into())
+    }
+
     /// Lines for the action log describing the server before the work starts.
     pub fn describe(&self, info: &ServerInfo) -> Vec<String> {
         let mut lines = vec![format!(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::archive::{ArchivedWal, WalArchive};
-use super::names::{WalFile, format_lsn, parse_lsn};
+use super::names::{SEGMENT_BYTES, WalFile, format_lsn, parse_lsn};
 use crate::error::{Error, Result};
 
 /// A timeline's ancestry, kept beside its history file in plaintext (the history file itself
@@ -128,13 +128,11 @@ impl WalIndex {
             if (t.id > 1 || t.began.is_some())
                 && let Some(a) = archive.ancestry(t.id)?
             {
-                {
-                    t.parents = a
-                        .parents
-                        .iter()
-                        .filter_map(|(tli, lsn)| Some((*tli, parse_lsn(lsn).ok()?)))
-                        .collect();
-                }
+                t.parents = a
+                    .parents
+                    .iter()
+                    .filter_map(|(tli, lsn)| Some((*tli, parse_lsn(lsn).ok()?)))
+                    .collect();
             }
         }
         Ok(index)
@@ -161,61 +159,53 @@ impl WalIndex {
     /// end of `target`; `None` when `from` is not on `target`'s history at that point (the
     /// backup was taken after the branch, on another line).
     pub fn path(&self, from: u32, stop_lsn: u64, target: u32) -> Option<Vec<Span>> {
-        let seg = |lsn: u64| WalFile::segment_of(from, lsn);
-        let WalFile::Segment { segno: start, .. } = seg(stop_lsn) else {
-            return None;
-        };
-        let parents: Vec<(u32, u64)> = self
+        let mut chain: Vec<(u32, Option<u64>)> = self
             .timelines
             .get(&target)
-            .map(|t| t.parents.clone())
+            .map(|t| {
+                t.parents
+                    .iter()
+                    .map(|&(tli, lsn)| (tli, Some(lsn)))
+                    .collect()
+            })
             .unwrap_or_default();
-        let mut chain: Vec<(u32, Option<u64>)> = parents
-            .iter()
-            .map(|(tli, lsn)| (*tli, Some(*lsn)))
-            .collect();
         chain.push((target, None));
         let pos = chain.iter().position(|(tli, _)| *tli == from)?;
-        let mut spans = Vec::new();
-        let mut cur = start;
-        for (tli, end) in &chain[pos..] {
-            let until = end.map(|lsn| lsn / super::names::SEGMENT_BYTES);
-            if let (Some(u), Some(lsn)) = (until, end) {
-                if *tli == from && stop_lsn > *lsn {
-                    return None;
-                }
-                spans.push(Span {
-                    timeline: *tli,
-                    from: cur,
-                    until: Some(u),
-                });
-                cur = u;
-            } else {
-                spans.push(Span {
-                    timeline: *tli,
-                    from: cur,
-                    until: None,
-                });
-            }
+        // A backup that ended after its timeline was left lies on another line.
+        if chain[pos].1.is_some_and(|left| stop_lsn > left) {
+            return None;
         }
-        Some(spans)
+        let mut cur = stop_lsn / SEGMENT_BYTES;
+        Some(
+            chain[pos..]
+                .iter()
+                .map(|&(timeline, left)| {
+                    let until = left.map(|lsn| lsn / SEGMENT_BYTES);
+                    let span = Span {
+                        timeline,
+                        from: cur,
+                        until,
+                    };
+                    cur = until.unwrap_or(cur);
+                    span
+                })
+                .collect(),
+        )
     }
 
     /// How far recovery gets along `spans` with what the archive holds.
     pub fn reach(&self, spans: &[Span]) -> Reach {
         let mut reach = Reach::default();
         for span in spans {
-            let Some(tl) = self.timelines.get(&span.timeline) else {
-                if span.until.is_some_and(|u| u > span.from) || span.until.is_none() {
-                    reach.missing = Some(WalFile::segment(span.timeline, span.from));
-                }
-                return reach;
-            };
-            let end = span
-                .until
-                .unwrap_or_else(|| tl.segments.keys().next_back().map_or(span.from, |l| l + 1));
+            let segments = self.timelines.get(&span.timeline).map(|t| &t.segments);
+            // To the branch point, or to the last segment the timeline has.
+            let end = span.until.unwrap_or_else(|| {
+                segments
+                    .and_then(|s| s.keys().next_back())
+                    .map_or(span.from, |l| l + 1)
+            });
             for segno in span.from..end {
-                match tl.segments.get(&segno) {
+                match segments.and_then(|s| s.get(&segno)) {
                     Some(w) => reach.last = Some(w.clone()),
                     None => {
                         reach.missing = Some(WalFile::segment(span.timeline, segno));

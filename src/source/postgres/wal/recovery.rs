@@ -68,14 +68,13 @@ fn write_as_owner(path: &Path, data: &[u8], owner: &std::fs::Metadata) -> Result
 }
 
 /// The `postgresql.auto.conf` of `data_dir` without our block.
-fn auto_conf_without_ours(data_dir: &Path) -> Result<(PathBuf, String)> {
+fn auto_conf_without_ours(data_dir: &Path) -> (PathBuf, String) {
     let path = data_dir.join("postgresql.auto.conf");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let kept = match text.find(BEGIN) {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    };
-    Ok((path, kept))
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(i) = text.find(BEGIN) {
+        text.truncate(i);
+    }
+    (path, text)
 }
 
 impl RecoveryTarget {
@@ -87,7 +86,7 @@ impl RecoveryTarget {
     pub fn write(&self, data_dir: &Path) -> Result<()> {
         let owner =
             std::fs::metadata(data_dir).map_err(|e| Error::io("cannot read", data_dir, e))?;
-        let (path, mut text) = auto_conf_without_ours(data_dir)?;
+        let (path, mut text) = auto_conf_without_ours(data_dir);
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -130,7 +129,7 @@ impl RecoveryTarget {
 /// When the file cannot be written.
 pub fn clear_recovery_settings(data_dir: &Path) -> Result<()> {
     let owner = std::fs::metadata(data_dir).map_err(|e| Error::io("cannot read", data_dir, e))?;
-    let (path, text) = auto_conf_without_ours(data_dir)?;
+    let (path, text) = auto_conf_without_ours(data_dir);
     write_as_owner(&path, text.as_bytes(), &owner)
 }
 

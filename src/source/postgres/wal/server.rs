@@ -180,7 +180,7 @@ impl Postgres {
             .unwrap_or_default();
         let start = std::time::Instant::now();
         loop {
-            let stats = self.archiver_stats()?;
+            let stats = archiver_stats_on(&mut c)?;
             if !stats.last_archived_wal.is_empty()
                 && stats.last_archived_wal.get(..24) >= Some(name.as_str())
             {
@@ -207,33 +207,37 @@ impl Postgres {
     /// # Errors
     /// When the server cannot be reached or refuses the query.
     pub fn archiver_stats(&self) -> Result<ArchiverStats> {
-        let mut c = self.connect()?;
-        let r = rows(
-            &mut c,
-            "SELECT coalesce(last_archived_wal, ''), \
+        archiver_stats_on(&mut self.connect()?)
+    }
+}
+
+/// What the archiver reports, asked on `c`.
+fn archiver_stats_on(c: &mut postgres::Client) -> Result<ArchiverStats> {
+    let r = rows(
+        c,
+        "SELECT coalesce(last_archived_wal, ''), \
              coalesce(extract(epoch FROM last_archived_time)::bigint::text, ''), \
              coalesce(last_failed_wal, ''), \
              coalesce(extract(epoch FROM last_failed_time)::bigint::text, ''), \
              failed_count::text FROM pg_stat_archiver",
-        )?;
-        let r = r.first().cloned().unwrap_or_default();
-        // Files waiting for the archiver (superusers and pg_monitor may list them).
-        let oldest = rows(
-            &mut c,
-            "SELECT coalesce(extract(epoch FROM now() - min(modification))::bigint, 0)::text \
+    )?;
+    let r = r.first().cloned().unwrap_or_default();
+    // Files waiting for the archiver (superusers and pg_monitor may list them).
+    let oldest = rows(
+        c,
+        "SELECT coalesce(extract(epoch FROM now() - min(modification))::bigint, 0)::text \
              FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'",
-        )
-        .ok()
-        .and_then(|r| r.first().map(|r| col(r, 0)))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-        Ok(ArchiverStats {
-            last_archived_wal: col(&r, 0),
-            last_archived_time: timestamp(&col(&r, 1)),
-            last_failed_wal: col(&r, 2),
-            last_failed_time: timestamp(&col(&r, 3)),
-            failed_count: col(&r, 4).parse().unwrap_or(0),
-            oldest_ready_secs: oldest,
-        })
-    }
+    )
+    .ok()
+    .and_then(|r| r.first().map(|r| col(r, 0)))
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(0);
+    Ok(ArchiverStats {
+        last_archived_wal: col(&r, 0),
+        last_archived_time: timestamp(&col(&r, 1)),
+        last_failed_wal: col(&r, 2),
+        last_failed_time: timestamp(&col(&r, 3)),
+        failed_count: col(&r, 4).parse().unwrap_or(0),
+        oldest_ready_secs: oldest,
+    })
 }
